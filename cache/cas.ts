@@ -1,0 +1,371 @@
+// Content-addressed blob folder: dir/cas/<2 hex>/<sha256>, written through dir/tmp.
+//
+// The write protocol (reliability-anchors §0 rule 1) is: stream to a temp file on the same filesystem while
+// hashing, check the size, chmod 0444, fsync, rename to the digest name, fsync the directory. Only then may the
+// caller commit an index entry that names the blob, so an index entry never points at a half-written file.
+// Blobs are never trusted just because their name looks right (rule 3): an unrecorded or changed blob is
+// re-hashed before it is used.
+
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  type BigIntStats,
+} from 'node:fs';
+import { copyFile, chmod, link, lstat, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import type { Database } from 'lmdb';
+
+/** What the `blobs` db remembers about a committed blob, so an unchanged blob is trusted without a re-read. */
+export interface BlobRecord {
+  fp: string;
+  size: number;
+}
+
+export type BlobCheck =
+  | { ok: true }
+  | { ok: false; missing: true }
+  | { ok: false; missing: false; actualDigest: string; actualSize: number };
+
+const CHUNK = 1 << 20;
+// A temp file that has not been written to for this long belongs to nobody, whatever its name says: a
+// 1 GiB copy in progress bumps its mtime on every chunk.
+const TMP_STALE_MS = 60 * 60 * 1000;
+const DIGEST_RE = /^[0-9a-f]{64}$/;
+// Temp names carry the host and pid so a second wg sharing the cache never sweeps a file another live process
+// is still writing. The host tag matters for containers sharing one cache volume: their pids are not ours.
+const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+const TMP_RE = /^([0-9a-f]{8})-(\d+)-[0-9a-f]+$/;
+
+// Reused by the synchronous hashers only: nothing can interleave with a synchronous loop.
+const syncBuf = Buffer.allocUnsafe(CHUNK);
+
+export function isDigest(s: string): boolean {
+  return DIGEST_RE.test(s);
+}
+
+/**
+ * A stat fingerprint: if it is unchanged, the bytes are assumed unchanged. Nanosecond fields are compared as
+ * strings because mtimeMs is a lossy double and inode numbers can exceed 2^53.
+ */
+export function statFingerprint(st: BigIntStats, withDev = false): string {
+  const parts = [st.size, st.ino, st.mtimeNs, st.ctimeNs];
+  if (withDev) parts.push(st.dev);
+  return parts.join(':');
+}
+
+export interface SyncHash {
+  digest: string;
+  size: number;
+  /** fingerprint taken before reading (includes dev) */
+  fp: string;
+  stat: BigIntStats;
+  /** false when the file's stat changed while it was read: the digest may describe a torn read */
+  stable: boolean;
+}
+
+/** sha256 of a file, synchronously, in fixed-size chunks (never the whole file in memory). */
+export function hashFileSync(path: string, withDev = false): SyncHash {
+  const fd = openSync(path, 'r');
+  try {
+    const before = fstatSync(fd, { bigint: true });
+    const hash = createHash('sha256');
+    let size = 0;
+    for (;;) {
+      const n = readSync(fd, syncBuf, 0, CHUNK, null);
+      if (n === 0) break;
+      hash.update(syncBuf.subarray(0, n));
+      size += n;
+    }
+    const after = fstatSync(fd, { bigint: true });
+    const fp = statFingerprint(before, withDev);
+    return {
+      digest: hash.digest('hex'),
+      size,
+      fp,
+      stat: before,
+      stable: fp === statFingerprint(after, withDev) && BigInt(size) === before.size,
+    };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function hashFile(path: string): Promise<{ digest: string; size: number }> {
+  const fh = await open(path, 'r');
+  try {
+    const hash = createHash('sha256');
+    const buf = Buffer.allocUnsafe(CHUNK);
+    let size = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, CHUNK, null);
+      if (bytesRead === 0) break;
+      hash.update(buf.subarray(0, bytesRead));
+      size += bytesRead;
+    }
+    return { digest: hash.digest('hex'), size };
+  } finally {
+    await fh.close();
+  }
+}
+
+// Without this a crash after rename can leave the directory entry unwritten even though the file was fsynced.
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } catch (e) {
+    // Some filesystems refuse fsync on a directory; there is nothing better to do there.
+    if (!hasCode(e, 'EINVAL', 'EISDIR', 'EPERM', 'EBADF')) throw e;
+  } finally {
+    await fh.close();
+  }
+}
+
+function hasCode(e: unknown, ...codes: string[]): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && codes.includes(code);
+}
+
+function randomHex(): string {
+  return createHash('sha256').update(`${process.pid}:${performance.now()}:${Math.random()}`).digest('hex').slice(0, 16);
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return hasCode(e, 'EPERM'); // exists, owned by someone else
+  }
+}
+
+export class Cas {
+  readonly casDir: string;
+  readonly tmpDir: string;
+  readonly quarantineDir: string;
+
+  constructor(
+    root: string,
+    private readonly blobs: Database<BlobRecord, string>,
+  ) {
+    this.casDir = join(root, 'cas');
+    this.tmpDir = join(root, 'tmp');
+    this.quarantineDir = join(root, 'quarantine');
+  }
+
+  path(digest: string): string {
+    // The digest comes from index records and, later, from remote caches: never let it name a path elsewhere.
+    if (!isDigest(digest)) throw new Error(`not a lowercase sha256 hex digest: ${JSON.stringify(digest)}`);
+    return join(this.casDir, digest.slice(0, 2), digest);
+  }
+
+  /**
+   * Removes temp files left by crashed writers. A file is left alone while the process that named it may
+   * still be writing it (same host, pid alive, recently written).
+   */
+  sweepTmp(now = Date.now()): string[] {
+    const removed: string[] = [];
+    let names: string[];
+    try {
+      names = readdirSync(this.tmpDir);
+    } catch (e) {
+      if (hasCode(e, 'ENOENT')) return removed;
+      throw e;
+    }
+    for (const name of names) {
+      const p = join(this.tmpDir, name);
+      let mtimeMs: number;
+      try {
+        mtimeMs = lstatSync(p).mtimeMs;
+      } catch {
+        continue; // its writer renamed it away meanwhile
+      }
+      const m = TMP_RE.exec(name);
+      const ownerGone = m !== null && m[1] === HOST_TAG && !pidAlive(Number(m[2]));
+      if (ownerGone || now - mtimeMs > TMP_STALE_MS) {
+        rmSync(p, { recursive: true, force: true });
+        removed.push(name);
+      }
+    }
+    return removed;
+  }
+
+  /** Streams `file` into the CAS. Resolves once the blob is durable and recorded. */
+  async put(file: string): Promise<{ digest: string; size: number }> {
+    mkdirSync(this.tmpDir, { recursive: true });
+    const tmp = join(this.tmpDir, `${HOST_TAG}-${process.pid}-${randomHex()}`);
+    const src = await open(file, 'r');
+    let out: FileHandle | undefined;
+    try {
+      const before = await src.stat({ bigint: true });
+      out = await open(tmp, 'wx', 0o600);
+      const hash = createHash('sha256');
+      const buf = Buffer.allocUnsafe(CHUNK);
+      let size = 0;
+      for (;;) {
+        const { bytesRead } = await src.read(buf, 0, CHUNK, null);
+        if (bytesRead === 0) break;
+        hash.update(buf.subarray(0, bytesRead));
+        let off = 0;
+        while (off < bytesRead) {
+          const { bytesWritten } = await out.write(buf, off, bytesRead - off, size + off);
+          off += bytesWritten;
+        }
+        size += bytesRead;
+      }
+      const after = await src.stat({ bigint: true });
+      if (BigInt(size) !== before.size || statFingerprint(before) !== statFingerprint(after)) {
+        throw new Error(`${file} changed while it was being stored in the cache`);
+      }
+      const written = await out.stat();
+      if (written.size !== size) {
+        throw new Error(`short write storing ${file} in the cache (${tmp}): ${written.size} of ${size} bytes`);
+      }
+      // chmod before fsync so the read-only mode is as durable as the bytes. Read-only because blobs are
+      // hard-linked into wg-out/, and a tool writing through such a link must not corrupt the cache.
+      await out.chmod(0o444);
+      await out.sync();
+      await out.close();
+      out = undefined;
+
+      const digest = hash.digest('hex');
+      const final = this.path(digest);
+      const shard = dirname(final);
+      if ((await mkdir(shard, { recursive: true })) !== undefined) await fsyncDir(this.casDir);
+      if (await this.existingIsValid(digest, size, final)) {
+        await rm(tmp, { force: true });
+      } else {
+        // Atomic replace: readers see either the old (possibly corrupt, about to be re-verified) blob or ours.
+        await rename(tmp, final);
+        await fsyncDir(shard);
+      }
+      // Stat after the rename: rename itself changes ctime.
+      const st = await stat(final, { bigint: true });
+      await this.blobs.put(digest, { fp: statFingerprint(st), size });
+      return { digest, size };
+    } finally {
+      if (out) await out.close().catch(() => {});
+      await src.close();
+      await rm(tmp, { force: true });
+    }
+  }
+
+  private async existingIsValid(digest: string, size: number, final: string): Promise<boolean> {
+    let st: BigIntStats;
+    try {
+      st = await lstat(final, { bigint: true });
+    } catch (e) {
+      if (hasCode(e, 'ENOENT')) return false;
+      throw e;
+    }
+    if (!st.isFile()) return false;
+    const rec = this.blobs.get(digest);
+    if (rec && rec.fp === statFingerprint(st) && rec.size === size) return true;
+    const h = await hashFile(final);
+    return h.digest === digest && h.size === size;
+  }
+
+  /**
+   * Checks a blob against its digest, cheaply when its stat fingerprint is the recorded one, by re-hashing
+   * otherwise. A re-hash that matches refreshes the record (e.g. after a `touch`).
+   */
+  verifySync(digest: string, expectedSize?: number): BlobCheck {
+    const p = this.path(digest);
+    let st: BigIntStats;
+    try {
+      st = statSync(p, { bigint: true });
+    } catch (e) {
+      if (hasCode(e, 'ENOENT', 'ENOTDIR')) return { ok: false, missing: true };
+      throw e;
+    }
+    const sizeOk = expectedSize === undefined || st.size === BigInt(expectedSize);
+    const rec = this.blobs.get(digest);
+    if (sizeOk && rec && rec.fp === statFingerprint(st)) return { ok: true };
+    let h: SyncHash;
+    try {
+      h = hashFileSync(p);
+    } catch (e) {
+      if (hasCode(e, 'ENOENT')) return { ok: false, missing: true };
+      throw e;
+    }
+    if (h.digest === digest && (expectedSize === undefined || h.size === expectedSize)) {
+      if (h.stable) this.blobs.putSync(digest, { fp: h.fp, size: h.size });
+      return { ok: true };
+    }
+    return { ok: false, missing: false, actualDigest: h.digest, actualSize: h.size };
+  }
+
+  /** Moves a bad blob out of the CAS (kept for inspection) and forgets its record. */
+  quarantineSync(digest: string): string | undefined {
+    const p = this.path(digest);
+    mkdirSync(this.quarantineDir, { recursive: true });
+    const dest = join(this.quarantineDir, `${digest}.${Date.now()}-${randomHex().slice(0, 8)}`);
+    this.blobs.removeSync(digest);
+    try {
+      renameSync(p, dest);
+      return dest;
+    } catch (e) {
+      if (hasCode(e, 'ENOENT')) return undefined; // another process got there first
+      throw e;
+    }
+  }
+
+  forgetSync(digest: string): void {
+    this.blobs.removeSync(digest);
+  }
+
+  /**
+   * Makes `dest` the blob's bytes, by hard link where possible. The new name appears atomically (temp +
+   * rename), so a reader of wg-out/ never sees a half-copied wheel.
+   */
+  async materialize(digest: string, dest: string, mode: number): Promise<void> {
+    const src = this.path(digest);
+    const check = this.verifySync(digest);
+    if (!check.ok) {
+      if (check.missing) throw new Error(`cache blob ${src} is missing`);
+      this.quarantineSync(digest);
+      throw new Error(`cache blob ${src} failed verification: expected sha256 ${digest} got ${check.actualDigest}`);
+    }
+    const dir = dirname(dest);
+    await mkdir(dir, { recursive: true });
+    const s = await stat(src);
+    const d = await lstat(dest).catch((e: unknown) => {
+      if (hasCode(e, 'ENOENT')) return undefined;
+      throw e;
+    });
+    if (d && d.ino === s.ino && d.dev === s.dev) return;
+
+    const tmp = join(dir, `.${basename(dest)}.wg-${randomHex().slice(0, 8)}`);
+    try {
+      let linked = true;
+      try {
+        await link(src, tmp);
+      } catch (e) {
+        if (!hasCode(e, 'EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS')) throw e;
+        linked = false;
+        await copyFile(src, tmp);
+        await chmod(tmp, mode);
+      }
+      await rename(tmp, dest);
+      if (linked) {
+        // A new link changes the blob's ctime; without re-recording, the next lookup would re-hash the blob
+        // (a 1 GiB wheel) for nothing. The blob was verified just above, before the link.
+        const st = await stat(src, { bigint: true });
+        await this.blobs.put(digest, { fp: statFingerprint(st), size: Number(st.size) });
+      }
+    } finally {
+      // rename(a, b) is a no-op that leaves `a` in place when both already name the same inode.
+      await rm(tmp, { force: true });
+    }
+  }
+}

@@ -1,0 +1,179 @@
+// The embedded local cache (DESIGN §5): an LMDB index (action cache, blob records, stat cache, small kv
+// tables) in dir/index plus the content-addressed blobs in dir/cas.
+//
+// The index is a cache of the CAS, never the reverse: an action-cache entry is committed only after every blob
+// it names is durable, and every hit re-checks those blobs, so a lost or stale index entry costs a rebuild,
+// never a wrong output.
+
+import { mkdirSync, realpathSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { open, type Database, type RootDatabase } from 'lmdb';
+import { Cas, type BlobRecord } from './cas.js';
+import { StatCache, boundedKey, type StatEntry } from './stat-cache.js';
+
+export interface StoredOutput {
+  path: string;
+  kind: 'wheel' | 'file';
+  digest: string;
+  size: number;
+  mode: number;
+}
+
+export interface ActionResult {
+  key: string;
+  label: string;
+  record: unknown; // the key record, kept for `wg explain`
+  outputs: StoredOutput[];
+  log: { digest: string; size: number };
+  durationMs: number;
+  createdAt: string;
+}
+
+export type Lookup = { hit: ActionResult } | { miss: 'absent' } | { miss: 'corrupt'; warning: string };
+
+export type KvName = 'probes' | 'history' | 'records';
+
+export interface Kv {
+  get(id: string): unknown;
+  put(id: string, value: unknown): void;
+}
+
+// Virtual address space only: LMDB does not grow the file to this size, and lmdb-js enlarges the map itself
+// when it fills.
+const MAP_SIZE = 256 * 1024 * 1024;
+
+// LMDB must not be opened twice in one process (closing one handle drops the other's fcntl locks), so handles
+// are shared per real directory and closed when the last user closes.
+const openStores = new Map<string, { store: LocalStore; refs: number }>();
+
+function isActionResult(v: unknown): v is ActionResult {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as Partial<ActionResult>;
+  return (
+    typeof r.key === 'string' &&
+    Array.isArray(r.outputs) &&
+    r.outputs.every((o: unknown) => typeof (o as StoredOutput | null)?.digest === 'string' && typeof (o as StoredOutput).size === 'number') &&
+    typeof r.log?.digest === 'string' &&
+    typeof r.log.size === 'number'
+  );
+}
+
+export class LocalStore {
+  readonly dir: string;
+  private readonly realDir: string;
+  private readonly root: RootDatabase;
+  private readonly ac: Database<ActionResult, string>;
+  private readonly cas: Cas;
+  private readonly stats: StatCache;
+  private readonly kvs: Record<KvName, Kv>;
+
+  private constructor(dir: string, realDir: string) {
+    this.dir = dir;
+    this.realDir = realDir;
+    this.root = open(join(dir, 'index'), { maxDbs: 16, mapSize: MAP_SIZE });
+    this.ac = this.root.openDB<ActionResult, string>({ name: 'ac' });
+    this.cas = new Cas(dir, this.root.openDB<BlobRecord, string>({ name: 'blobs' }));
+    this.stats = new StatCache(this.root.openDB<StatEntry, string>({ name: 'stat' }));
+    const kv = (name: KvName): Kv => {
+      const db = this.root.openDB<unknown, string>({ name });
+      // putSync so a get right after a put sees it; these values are small and rare.
+      return { get: (id) => db.get(boundedKey(id)), put: (id, value) => db.putSync(boundedKey(id), value) };
+    };
+    this.kvs = { probes: kv('probes'), history: kv('history'), records: kv('records') };
+  }
+
+  static open(dir: string): LocalStore {
+    const abs = resolve(dir);
+    for (const sub of ['index', 'cas', 'tmp']) mkdirSync(join(abs, sub), { recursive: true });
+    const real = realpathSync(abs);
+    const shared = openStores.get(real);
+    if (shared) {
+      shared.refs++;
+      return shared.store;
+    }
+    const store = new LocalStore(abs, real);
+    openStores.set(real, { store, refs: 1 });
+    store.cas.sweepTmp();
+    return store;
+  }
+
+  lookup(key: string): Lookup {
+    const short = key.slice(0, 12);
+    let entry: unknown;
+    try {
+      entry = this.ac.get(key);
+    } catch {
+      entry = null; // undecodable: handled as malformed below
+    }
+    if (entry === undefined) return { miss: 'absent' };
+    if (!isActionResult(entry)) {
+      this.ac.removeSync(key);
+      return { miss: 'corrupt', warning: `cache entry ${short} has a malformed index record; rebuilding` };
+    }
+    const blobs = [...entry.outputs.map((o) => ({ digest: o.digest, size: o.size })), entry.log];
+    for (const { digest, size } of blobs) {
+      let path: string;
+      try {
+        path = this.cas.path(digest);
+      } catch {
+        this.ac.removeSync(key);
+        return { miss: 'corrupt', warning: `cache entry ${short} names an invalid digest ${JSON.stringify(digest)}; rebuilding` };
+      }
+      const check = this.cas.verifySync(digest, size);
+      if (check.ok) continue;
+      this.ac.removeSync(key);
+      if (check.missing) {
+        this.cas.forgetSync(digest);
+        return { miss: 'corrupt', warning: `cache entry ${short} (${path}) is missing; rebuilding` };
+      }
+      if (check.actualDigest === digest) {
+        // The blob is right and the entry's size is wrong: drop the entry, keep the blob.
+        return {
+          miss: 'corrupt',
+          warning: `cache entry ${short} (${path}) failed verification: expected ${size} bytes got ${check.actualSize}; rebuilding`,
+        };
+      }
+      this.cas.quarantineSync(digest);
+      return {
+        miss: 'corrupt',
+        warning: `cache entry ${short} (${path}) failed verification: expected sha256 ${digest} got ${check.actualDigest}; rebuilding`,
+      };
+    }
+    return { hit: entry };
+  }
+
+  putBlob(file: string): Promise<{ digest: string; size: number }> {
+    return this.cas.put(file);
+  }
+
+  async putResult(result: ActionResult): Promise<void> {
+    await this.ac.put(result.key, result);
+    // The put promise resolves on commit; with lmdb-js's default overlappingSync, durability comes later.
+    await this.ac.flushed;
+  }
+
+  blobPath(digest: string): string {
+    return this.cas.path(digest);
+  }
+
+  materialize(digest: string, dest: string, mode: number): Promise<void> {
+    return this.cas.materialize(digest, dest, mode);
+  }
+
+  fileDigest(absPath: string): string {
+    return this.stats.fileDigest(absPath);
+  }
+
+  kv(name: KvName): Kv {
+    return this.kvs[name];
+  }
+
+  async close(): Promise<void> {
+    const shared = openStores.get(this.realDir);
+    if (shared?.store !== this) return; // already closed
+    if (--shared.refs > 0) return;
+    openStores.delete(this.realDir);
+    await this.root.flushed;
+    await this.root.close();
+  }
+}

@@ -1,0 +1,67 @@
+// Stat cache: absolute path → sha256 of the file's content, trusted while the file's stat is unchanged, so a
+// no-op build does not re-read every source file.
+//
+// The fingerprint is (size, mtime, ctime, ino, dev) at nanosecond resolution. ctime is there on purpose: tools
+// that preserve mtime (cp -p, rsync, tar, `touch -r`) cannot set ctime back, so a content change with a
+// restored mtime is still noticed.
+//
+// Racy files (git's "racily clean" problem): a write that lands in the same ctime tick as the write we hashed
+// after would leave every field unchanged. So an entry hashed less than `racyWindowMs` after the file's ctime
+// is marked racy and re-hashed on its next use; once a hash starts later than ctime + window, any later write
+// must carry a later ctime. Remaining limit: this assumes the filesystem's timestamp granularity and the skew
+// between its clock and ours are both below the window (2 s by default). A server-side clock that lags ours
+// by more (some NFS setups), a system clock stepped backwards, or anything that rewrites ctime directly
+// (debugfs, restoring a block-level snapshot) can still hide a same-size change from the cache.
+
+import { createHash } from 'node:crypto';
+import { isAbsolute } from 'node:path';
+import { statSync } from 'node:fs';
+import type { Database } from 'lmdb';
+import { hashFileSync, statFingerprint } from './cas.js';
+
+export interface StatEntry {
+  fp: string;
+  digest: string;
+  racy: boolean;
+}
+
+export const DEFAULT_RACY_WINDOW_MS = 2000;
+
+// lmdb-js refuses keys over ~1978 bytes; absolute paths can reach PATH_MAX (4096).
+const MAX_PLAIN_KEY_BYTES = 1024;
+
+/** An LMDB key for an arbitrary string id; long ids are replaced by their sha256 (never colliding with short ones). */
+export function boundedKey(id: string): string {
+  if (Buffer.byteLength(id) <= MAX_PLAIN_KEY_BYTES) return id;
+  return `\0sha256:${createHash('sha256').update(id).digest('hex')}`;
+}
+
+export class StatCache {
+  /** Number of times a file was actually read and hashed (for tests and --stats). */
+  hashes = 0;
+
+  constructor(
+    private readonly db: Database<StatEntry, string>,
+    private readonly racyWindowMs = DEFAULT_RACY_WINDOW_MS,
+  ) {}
+
+  fileDigest(absPath: string): string {
+    if (!isAbsolute(absPath)) throw new Error(`stat cache needs an absolute path, got ${absPath}`);
+    const key = boundedKey(absPath);
+    const st = statSync(absPath, { bigint: true });
+    const entry = this.db.get(key);
+    if (entry && !entry.racy && entry.fp === statFingerprint(st, true)) return entry.digest;
+
+    const startedMs = Date.now();
+    const h = hashFileSync(absPath, true);
+    this.hashes++;
+    if (h.stable) {
+      const ctimeMs = Number(h.stat.ctimeNs / 1_000_000n);
+      this.db.putSync(key, { fp: h.fp, digest: h.digest, racy: ctimeMs + this.racyWindowMs > startedMs });
+    } else {
+      // Changed while being read: the digest may be of a torn read, so it must not be trusted later.
+      this.db.removeSync(key);
+    }
+    return h.digest;
+  }
+}

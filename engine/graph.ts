@@ -1,0 +1,92 @@
+// The target graph on graphology: an edge runs from a target to each target it depends on. Owns the questions
+// asked of the graph's shape: cycles (with their full path), the closure of a selection, and dependency order.
+
+import graphology from 'graphology';
+import type { Label } from './label.js';
+
+// graphology ships CommonJS; its default export is the Graph class family.
+const { DirectedGraph } = graphology as unknown as { DirectedGraph: typeof import('graphology').DirectedGraph };
+type Graph = InstanceType<typeof DirectedGraph>;
+
+export class TargetGraph {
+  private readonly graph: Graph = new DirectedGraph();
+
+  addTarget(label: Label): void {
+    if (!this.graph.hasNode(label)) this.graph.addNode(label);
+  }
+
+  addDependency(from: Label, to: Label): void {
+    this.addTarget(from);
+    this.addTarget(to);
+    if (!this.graph.hasEdge(from, to)) this.graph.addDirectedEdge(from, to);
+  }
+
+  dependencies(label: Label): Label[] {
+    return this.graph.outNeighbors(label) as Label[];
+  }
+
+  dependents(label: Label): Label[] {
+    return this.graph.inNeighbors(label) as Label[];
+  }
+
+  /**
+   * Every elementary cycle reachable by depth-first search, each once, as a path whose last element repeats the
+   * first (`a → b → a`). Rotated to start at its smallest label, so the report does not depend on map order.
+   */
+  cycles(): Label[][] {
+    const state = new Map<string, 'active' | 'done'>();
+    const stack: Label[] = [];
+    const found = new Map<string, Label[]>();
+    const visit = (node: Label): void => {
+      state.set(node, 'active');
+      stack.push(node);
+      for (const next of [...this.dependencies(node)].sort()) {
+        const s = state.get(next);
+        if (s === 'active') {
+          const cycle = stack.slice(stack.indexOf(next));
+          let min = 0;
+          cycle.forEach((l, i) => {
+            if (l < cycle[min]!) min = i;
+          });
+          const rotated = [...cycle.slice(min), ...cycle.slice(0, min)];
+          found.set(rotated.join(' '), [...rotated, rotated[0]!]);
+        } else if (s === undefined) {
+          visit(next);
+        }
+      }
+      stack.pop();
+      state.set(node, 'done');
+    };
+    for (const node of [...(this.graph.nodes() as Label[])].sort()) if (!state.has(node)) visit(node);
+    return [...found.values()];
+  }
+
+  /** The roots and everything they depend on, dependencies before dependents (the graph must be acyclic). */
+  closure(roots: Iterable<Label>): Label[] {
+    const order: Label[] = [];
+    const seen = new Set<Label>();
+    const visit = (node: Label): void => {
+      if (seen.has(node)) return;
+      seen.add(node);
+      for (const dep of [...this.dependencies(node)].sort()) visit(dep);
+      order.push(node);
+    };
+    for (const root of [...roots].sort()) visit(root);
+    return order;
+  }
+
+  /** Every target that depends on `label`, directly or not. */
+  transitiveDependents(label: Label): Set<Label> {
+    const out = new Set<Label>();
+    const queue = [label];
+    while (queue.length > 0) {
+      for (const parent of this.dependents(queue.pop()!)) {
+        if (!out.has(parent)) {
+          out.add(parent);
+          queue.push(parent);
+        }
+      }
+    }
+    return out;
+  }
+}

@@ -1,0 +1,338 @@
+// Loads a workspace's BUILD.yaml into checked declarations: toolchains, variants and packages, each value with
+// its span. Every mistake in the file is collected; nothing is resolved across sections here (see analyze.ts).
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { LineCounter, isMap, isScalar, parseDocument, type Node } from 'yaml';
+import type { Rule } from '../rules/rule.js';
+import { DiagnosticError, didYouMean, type Diagnostic, type Span } from './diagnostics.js';
+import { SpanIndex, check, spanOf, type CheckContext, type Field, type Schema } from './schema.js';
+
+export const BUILD_FILE = 'BUILD.yaml';
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.+-]*$/;
+const NAME_DOC = 'a name of letters, digits, "_", ".", "+" or "-"';
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const QUANTITY = /^\d+(\.\d+)?\s*([KMGT]i?B?)?$/i;
+
+export interface Resources {
+  cpus: number;
+  /** Bytes; 0 when not declared. */
+  memory: number;
+  gpus: number;
+}
+
+export interface ToolchainDecl {
+  name: string;
+  /** Absolute path of the interpreter (a relative one is taken from the workspace root, a bare name from PATH). */
+  python: string;
+  cudaHome: string | null;
+}
+
+export interface VariantDecl {
+  name: string;
+  toolchain: string | null;
+  env: Record<string, string>;
+  resources: Partial<Resources>;
+  systemSitePackages: boolean | null;
+}
+
+/** What a package changes in one variant. */
+export interface VariantOverride {
+  env: Record<string, string>;
+  patches: string[];
+}
+
+export interface PackageDecl {
+  name: string;
+  rule: string;
+  /** Workspace-relative path of the source folder, or null for packages without sources. */
+  source: string | null;
+  deps: string[];
+  patches: string[];
+  env: Record<string, string>;
+  /** The variants the package is built in (null: all of them), with what changes in each. */
+  variants: Map<string, VariantOverride> | null;
+  test: string[] | null;
+  resources: Partial<Resources>;
+  systemSitePackages: boolean | null;
+  /** The rule's own attributes, checked against its schema. */
+  attrs: Record<string, unknown>;
+}
+
+export interface Workspace {
+  /** Absolute path of the folder holding BUILD.yaml. */
+  root: string;
+  /** File names as they appear in diagnostics, with their text. */
+  texts: Map<string, string>;
+  spans: SpanIndex;
+  toolchains: Map<string, ToolchainDecl>;
+  variants: Map<string, VariantDecl>;
+  packages: Map<string, PackageDecl>;
+}
+
+const envSchema: Schema = { type: 'dict', values: { type: 'scalar' }, keyPattern: ENV_NAME, keyDoc: 'a valid env variable name' };
+const pathList: Schema = { type: 'list', of: { type: 'string' } };
+const resourcesSchema: Schema = {
+  type: 'record',
+  fields: {
+    cpus: { schema: { type: 'int', min: 1 }, doc: 'CPU slots the build takes (MAX_JOBS is derived from it)' },
+    memory: {
+      schema: { type: 'union', doc: 'a size such as 2G or 512M', options: [{ type: 'string', pattern: QUANTITY, patternDoc: 'a size such as 2G or 512M' }] },
+      doc: 'peak memory of the build',
+    },
+    gpus: { schema: { type: 'int', min: 0 }, doc: 'GPU devices the build holds' },
+  },
+};
+const commandSchema: Schema = {
+  type: 'union',
+  doc: 'a command string or a list of arguments',
+  options: [{ type: 'string' }, { type: 'list', of: { type: 'scalar' } }],
+};
+
+const toolchainSchema: Schema = {
+  type: 'record',
+  fields: {
+    python: { schema: { type: 'string' }, required: true, doc: 'the Python interpreter' },
+    cuda_home: { schema: { type: 'string' }, doc: 'a CUDA toolkit folder holding bin/nvcc' },
+  },
+};
+
+const variantSchema: Schema = {
+  type: 'record',
+  fields: {
+    toolchain: { schema: { type: 'string' }, doc: 'the toolchain the variant builds with' },
+    env: { schema: envSchema, doc: 'env variables for every build in the variant' },
+    resources: { schema: resourcesSchema, doc: 'resources of every build in the variant' },
+    system_site_packages: { schema: { type: 'bool' }, doc: "let build venvs see the toolchain's packages (torch)" },
+  },
+};
+
+const overrideSchema: Schema = {
+  type: 'record',
+  fields: {
+    env: { schema: envSchema, doc: 'env added in this variant' },
+    patches: { schema: pathList, doc: 'patches applied in this variant only, after the package patches' },
+  },
+};
+
+const commonPackageFields: Record<string, Field> = {
+  rule: { schema: { type: 'string' }, required: true, doc: 'the rule kind' },
+  source: { schema: { type: 'string' }, doc: 'the source folder, relative to the workspace' },
+  deps: { schema: { type: 'list', of: { type: 'string' } }, doc: 'packages (same variant) or labels this one needs' },
+  patches: { schema: pathList, doc: 'patches applied in order with patch -p1' },
+  env: { schema: envSchema, doc: 'env variables of the build' },
+  variants: {
+    schema: {
+      type: 'union',
+      doc: 'a list of variant names or a map of variant name to overrides',
+      options: [
+        { type: 'list', of: { type: 'string' } },
+        { type: 'dict', values: { type: 'union', doc: 'a map of overrides', options: [overrideSchema] } },
+      ],
+    },
+    doc: 'variants the package is built in (default: all)',
+  },
+  test: { schema: commandSchema, doc: 'smoke test run in a clean venv with the wheel installed' },
+  resources: { schema: resourcesSchema, doc: 'resources of the build' },
+  system_site_packages: { schema: { type: 'bool' }, doc: "let the build venv see the toolchain's packages" },
+};
+
+const sectionSchemas: Record<'toolchains' | 'variants', Field> = {
+  toolchains: { schema: { type: 'dict', values: toolchainSchema, keyPattern: NAME, keyDoc: NAME_DOC }, doc: '' },
+  variants: { schema: { type: 'dict', values: variantSchema, keyPattern: NAME, keyDoc: NAME_DOC }, doc: '' },
+};
+
+export function parseQuantity(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?$/i.exec(text.trim());
+  if (!m) return NaN;
+  const power = ' KMGT'.indexOf((m[2] ?? '').toUpperCase() || ' ');
+  return Math.round(Number(m[1]) * 1024 ** power);
+}
+
+function asCommand(v: unknown): string[] | null {
+  if (v === undefined) return null;
+  return typeof v === 'string' ? ['sh', '-c', v] : (v as string[]);
+}
+
+function resourcesOf(v: unknown): Partial<Resources> {
+  const r = (v ?? {}) as { cpus?: number; memory?: string; gpus?: number };
+  const out: Partial<Resources> = {};
+  if (r.cpus !== undefined) out.cpus = r.cpus;
+  if (r.memory !== undefined) out.memory = parseQuantity(r.memory);
+  if (r.gpus !== undefined) out.gpus = r.gpus;
+  return out;
+}
+
+function resolvePython(python: string, root: string): string {
+  if (path.isAbsolute(python)) return python;
+  if (python.includes('/')) return path.resolve(root, python);
+  for (const dir of (process.env['PATH'] ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, python);
+    if (fs.existsSync(candidate)) return candidate;
+  }
+  return python;
+}
+
+/** Reads and checks `<root>/BUILD.yaml`. Throws DiagnosticError listing every mistake found. */
+export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): Workspace {
+  const file = BUILD_FILE;
+  const full = path.join(root, file);
+  let text: string;
+  try {
+    text = fs.readFileSync(full, 'utf8');
+  } catch (e) {
+    throw new DiagnosticError([{ severity: 'error', message: `cannot read ${full}: ${(e as Error).message}` }]);
+  }
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const diagnostics: Diagnostic[] = [];
+  const texts = new Map([[file, text]]);
+  const spans = new SpanIndex();
+  const ctx: CheckContext = { file, doc, lines, spans, diagnostics };
+
+  for (const err of doc.errors) {
+    const [a, b] = err.linePos ?? [];
+    const at: Span | undefined = a
+      ? { file, line: a.line, col: a.col, endLine: b?.line ?? a.line, endCol: b?.col ?? a.col + 1 }
+      : undefined;
+    const message = err.code === 'DUPLICATE_KEY' ? `duplicate key: ${err.message.replace(/^Map keys must be unique;?\s*/, '') || 'map keys must be unique'}` : err.message;
+    diagnostics.push({ severity: 'error', message: `YAML: ${message}`, ...(at ? { at } : {}) });
+  }
+  if (diagnostics.length > 0) throw new DiagnosticError(diagnostics);
+
+  const ws: Workspace = { root, texts, spans, toolchains: new Map(), variants: new Map(), packages: new Map() };
+  const top = doc.contents as Node | null;
+  if (!top || !isMap(top)) {
+    diagnostics.push({
+      severity: 'error',
+      message: 'BUILD.yaml must be a map with "toolchains", "variants" and "packages"',
+      ...(top ? { at: spanOf(top, ctx) } : {}),
+    });
+    throw new DiagnosticError(diagnostics);
+  }
+
+  const sections = ['toolchains', 'variants', 'packages'];
+  for (const pair of top.items) {
+    const keyNode = pair.key as Node | null;
+    const key = keyNode && isScalar(keyNode) ? String(keyNode.value) : '';
+    if (!sections.includes(key)) {
+      diagnostics.push({
+        severity: 'error',
+        message: `unknown field "${key}" in BUILD.yaml${didYouMean(key, sections)}`,
+        ...(keyNode ? { at: spanOf(keyNode, ctx) } : {}),
+      });
+    } else if (keyNode) {
+      spans.setKey([key], spanOf(keyNode, ctx));
+    }
+  }
+  const section = (name: string): Node | null => {
+    const pair = top.items.find((p) => isScalar(p.key) && p.key.value === name);
+    return (pair?.value as Node | null) ?? null;
+  };
+
+  const toolchains = check(section('toolchains'), sectionSchemas.toolchains.schema, ['toolchains'], ctx, '"toolchains"', 'the workspace');
+  for (const [name, raw] of Object.entries((toolchains ?? {}) as Record<string, { python: string; cuda_home?: string }>)) {
+    ws.toolchains.set(name, {
+      name,
+      python: resolvePython(raw.python, root),
+      cudaHome: raw.cuda_home === undefined ? null : path.resolve(root, raw.cuda_home),
+    });
+  }
+
+  const variantsNode = section('variants');
+  const variants = check(variantsNode, sectionSchemas.variants.schema, ['variants'], ctx, '"variants"', 'the workspace');
+  for (const [name, raw] of Object.entries((variants ?? {}) as Record<string, Record<string, unknown>>)) {
+    ws.variants.set(name, {
+      name,
+      toolchain: (raw['toolchain'] as string | undefined) ?? null,
+      env: (raw['env'] as Record<string, string> | undefined) ?? {},
+      resources: resourcesOf(raw['resources']),
+      systemSitePackages: (raw['system_site_packages'] as boolean | undefined) ?? null,
+    });
+  }
+
+  const packagesNode = section('packages');
+  if (packagesNode && isMap(packagesNode)) {
+    for (const pair of packagesNode.items) {
+      const keyNode = pair.key as Node | null;
+      if (!keyNode || !isScalar(keyNode)) continue;
+      const name = String(keyNode.value);
+      spans.setKey(['packages', name], spanOf(keyNode, ctx));
+      if (!NAME.test(name)) {
+        diagnostics.push({ severity: 'error', message: `package name "${name}" is not ${NAME_DOC}`, at: spanOf(keyNode, ctx) });
+        continue;
+      }
+      loadPackage(name, pair.value as Node | null, ctx, rules, ws);
+    }
+  } else if (packagesNode) {
+    check(packagesNode, { type: 'dict', values: { type: 'scalar' } }, ['packages'], ctx, '"packages"', 'the workspace');
+  } else {
+    diagnostics.push({ severity: 'error', message: 'BUILD.yaml declares no "packages"', at: spanOf(top, ctx) });
+  }
+
+  if (diagnostics.length > 0) throw new DiagnosticError(diagnostics);
+  return ws;
+}
+
+function loadPackage(name: string, node: Node | null, ctx: CheckContext, rules: ReadonlyMap<string, Rule>, ws: Workspace): void {
+  const owner = `package "${name}"`;
+  const path_ = ['packages', name];
+  let rule: Rule | undefined;
+  if (node && isMap(node)) {
+    const rulePair = node.items.find((p) => isScalar(p.key) && p.key.value === 'rule');
+    const ruleNode = rulePair?.value as Node | null | undefined;
+    if (ruleNode && isScalar(ruleNode) && typeof ruleNode.value === 'string') {
+      rule = rules.get(ruleNode.value);
+      if (!rule) {
+        ctx.diagnostics.push({
+          severity: 'error',
+          message: `unknown rule "${ruleNode.value}" in ${owner}${didYouMean(ruleNode.value, rules.keys())}; known rules: ${[...rules.keys()].join(', ')}`,
+          at: spanOf(ruleNode, ctx),
+        });
+      }
+    }
+  }
+  const fields: Record<string, Field> = { ...commonPackageFields };
+  for (const [attr, spec] of Object.entries(rule?.attrs ?? {})) {
+    fields[attr] = { schema: spec.schema, doc: spec.doc, ...(spec.required ? { required: true } : {}) };
+  }
+  if (!rule) {
+    // Without a known rule its attributes are unknown too; check only the common fields, and let unknown ones pass.
+    for (const pair of node && isMap(node) ? node.items : []) {
+      const k = isScalar(pair.key) ? String(pair.key.value) : '';
+      if (!fields[k]) fields[k] = { schema: { type: 'union', doc: 'anything', options: [{ type: 'scalar' }, { type: 'list', of: { type: 'scalar' } }, { type: 'dict', values: { type: 'scalar' } }] }, doc: '' };
+    }
+  }
+  const raw = check(node, { type: 'record', fields }, path_, ctx, owner, owner) as Record<string, unknown> | undefined;
+  if (!raw || !rule) return;
+
+  let variants: Map<string, VariantOverride> | null = null;
+  const v = raw['variants'];
+  if (Array.isArray(v)) {
+    variants = new Map((v as string[]).map((n) => [n, { env: {}, patches: [] }]));
+  } else if (v && typeof v === 'object') {
+    variants = new Map(
+      Object.entries(v as Record<string, { env?: Record<string, string>; patches?: string[] }>).map(([n, o]) => [
+        n,
+        { env: o.env ?? {}, patches: o.patches ?? [] },
+      ]),
+    );
+  }
+  const attrs: Record<string, unknown> = {};
+  for (const attr of Object.keys(rule.attrs)) if (raw[attr] !== undefined) attrs[attr] = raw[attr];
+  ws.packages.set(name, {
+    name,
+    rule: rule.kind,
+    source: (raw['source'] as string | undefined) ?? null,
+    deps: (raw['deps'] as string[] | undefined) ?? [],
+    patches: (raw['patches'] as string[] | undefined) ?? [],
+    env: (raw['env'] as Record<string, string> | undefined) ?? {},
+    variants,
+    test: asCommand(raw['test']),
+    resources: resourcesOf(raw['resources']),
+    systemSitePackages: (raw['system_site_packages'] as boolean | undefined) ?? null,
+    attrs,
+  });
+}

@@ -1,0 +1,84 @@
+// Local folder sources: the content identity of a source tree (for the key record) and its copy into a sandbox.
+// Symlinks are kept as links but may not point outside the tree, so a source can never pull in files from
+// elsewhere on the machine (a `lib -> ~/.ssh` link is refused, not hashed).
+
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** Names skipped at any depth: VCS metadata and Python's own caches, which never shape a build. */
+const SKIPPED_ANYWHERE = new Set(['.git', '.hg', '.svn', '__pycache__', '.eggs', '.tox', '.mypy_cache', '.pytest_cache', '.venv', 'wg-out']);
+/** Names skipped at the root only: build leftovers of a previous in-place build. */
+const SKIPPED_AT_ROOT = new Set(['build', 'dist']);
+
+export class SourceError extends Error {}
+
+export interface TreeEntry {
+  /** Path relative to the tree root, `/`-separated. */
+  path: string;
+  type: 'file' | 'symlink';
+  executable: boolean;
+  /** The file's content digest, or the symlink's text. */
+  content: string;
+}
+
+function skipped(name: string, atRoot: boolean): boolean {
+  return SKIPPED_ANYWHERE.has(name) || name.endsWith('.egg-info') || name.endsWith('.pyc') || (atRoot && SKIPPED_AT_ROOT.has(name));
+}
+
+/** Lists the tree in a stable order, refusing symlinks that leave it and anything that is not a file or folder. */
+export function listTree(root: string, fileDigest: (abs: string) => string): TreeEntry[] {
+  const entries: TreeEntry[] = [];
+  const realRoot = fs.realpathSync(root);
+  const walk = (rel: string): void => {
+    const dir = path.join(root, rel);
+    const names = fs.readdirSync(dir).sort();
+    for (const name of names) {
+      if (skipped(name, rel === '')) continue;
+      const relPath = rel === '' ? name : `${rel}/${name}`;
+      const abs = path.join(root, relPath);
+      const st = fs.lstatSync(abs);
+      if (st.isDirectory()) {
+        walk(relPath);
+      } else if (st.isFile()) {
+        entries.push({ path: relPath, type: 'file', executable: (st.mode & 0o111) !== 0, content: fileDigest(abs) });
+      } else if (st.isSymbolicLink()) {
+        const target = fs.readlinkSync(abs);
+        let resolved: string;
+        try {
+          resolved = fs.realpathSync(abs);
+        } catch {
+          throw new SourceError(`${relPath} in ${root} is a broken symlink (-> ${target})`);
+        }
+        if (resolved !== realRoot && !resolved.startsWith(realRoot + path.sep)) {
+          throw new SourceError(`${relPath} in ${root} resolves outside the source tree (${resolved})`);
+        }
+        entries.push({ path: relPath, type: 'symlink', executable: false, content: target });
+      } else {
+        throw new SourceError(`${relPath} in ${root} is neither a file, a folder nor a symlink`);
+      }
+    }
+  };
+  walk('');
+  return entries;
+}
+
+export function treeDigest(entries: TreeEntry[]): string {
+  const h = createHash('sha256');
+  for (const e of entries) h.update(`${e.type} ${e.executable ? 'x' : '-'} ${e.content} ${e.path}\n`);
+  return h.digest('hex');
+}
+
+/** Copies exactly the listed entries (what was hashed is what gets built). */
+export function copyTree(root: string, entries: TreeEntry[], dest: string): void {
+  fs.mkdirSync(dest, { recursive: true });
+  for (const e of entries) {
+    const to = path.join(dest, e.path);
+    fs.mkdirSync(path.dirname(to), { recursive: true });
+    if (e.type === 'symlink') fs.symlinkSync(e.content, to);
+    else {
+      fs.copyFileSync(path.join(root, e.path), to);
+      fs.chmodSync(to, e.executable ? 0o755 : 0o644);
+    }
+  }
+}

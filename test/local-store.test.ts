@@ -1,0 +1,339 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  closeSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  unlinkSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { open as openLmdb } from 'lmdb';
+import { LocalStore, type ActionResult } from '../cache/local-store.js';
+import { StatCache, type StatEntry } from '../cache/stat-cache.js';
+
+// Seconds since the epoch; whole seconds so utimes can restore an mtime exactly.
+const ROUND_TIME = 1_700_000_000;
+const sha256 = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+
+function tempDir(t: { after(fn: () => void): void }): string {
+  const d = mkdtempSync(join(tmpdir(), 'wg-local-store-'));
+  t.after(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+async function openWithEntry(t: Parameters<typeof tempDir>[0]) {
+  const root = tempDir(t);
+  const store = LocalStore.open(join(root, 'cache'));
+  t.after(() => store.close());
+  const wheelBytes = randomBytes(200_000);
+  const logBytes = Buffer.from('building wheel...\nok\n');
+  const wheel = join(root, 'pkg-1.0-py3-none-any.whl');
+  const log = join(root, 'build.log');
+  writeFileSync(wheel, wheelBytes);
+  writeFileSync(log, logBytes);
+  const w = await store.putBlob(wheel);
+  const l = await store.putBlob(log);
+  const key = sha256('some key record');
+  const result: ActionResult = {
+    key,
+    label: '//pkg:pkg',
+    record: { v: 1, rule: 'py_wheel', env: { CC: 'gcc' }, patches: [], nested: [1, null, 'x'] },
+    outputs: [{ path: 'pkg-1.0-py3-none-any.whl', kind: 'wheel', digest: w.digest, size: w.size, mode: 0o644 }],
+    log: l,
+    durationMs: 1234,
+    createdAt: new Date(0).toISOString(),
+  };
+  await store.putResult(result);
+  return { root, store, key, result, wheelBytes, wheelDigest: w.digest, logDigest: l.digest };
+}
+
+test('put/lookup round trip', async (t) => {
+  const { store, key, result, wheelBytes, wheelDigest } = await openWithEntry(t);
+  assert.equal(wheelDigest, sha256(wheelBytes));
+  assert.equal(store.blobPath(wheelDigest), join(store.dir, 'cas', wheelDigest.slice(0, 2), wheelDigest));
+  const st = statSync(store.blobPath(wheelDigest));
+  assert.equal(st.mode & 0o777, 0o444);
+  assert.equal(st.size, wheelBytes.length);
+  assert.deepEqual(store.lookup(key), { hit: result });
+  assert.deepEqual(store.lookup(sha256('other')), { miss: 'absent' });
+  assert.deepEqual(readdirSync(join(store.dir, 'tmp')), []);
+});
+
+test('putting the same content twice keeps one blob', async (t) => {
+  const root = tempDir(t);
+  const store = LocalStore.open(join(root, 'cache'));
+  t.after(() => store.close());
+  const a = join(root, 'a');
+  const b = join(root, 'b');
+  writeFileSync(a, 'same bytes');
+  writeFileSync(b, 'same bytes');
+  const [ra, rb] = await Promise.all([store.putBlob(a), store.putBlob(b)]);
+  assert.deepEqual(ra, rb);
+  assert.deepEqual(readdirSync(join(store.dir, 'cas', ra.digest.slice(0, 2))), [ra.digest]);
+  assert.equal(readFileSync(store.blobPath(ra.digest), 'utf8'), 'same bytes');
+  assert.deepEqual(readdirSync(join(store.dir, 'tmp')), []);
+});
+
+test('a blob with bytes flipped in place is quarantined and its entry dropped', async (t) => {
+  const { store, key, wheelBytes, wheelDigest } = await openWithEntry(t);
+  const p = store.blobPath(wheelDigest);
+  // A whole-second mtime can be restored exactly (utimes with a Date drops sub-millisecond digits); the
+  // lookup re-records the blob's fingerprint with it, so afterwards only ctime can reveal the change.
+  utimesSync(p, ROUND_TIME, ROUND_TIME);
+  assert.ok('hit' in store.lookup(key));
+  chmodSync(p, 0o644);
+  const flipped = Buffer.from(wheelBytes);
+  for (const i of [10, 1000, 150_000]) flipped[i] = (flipped[i] ?? 0) ^ 0xff;
+  const fd = openSync(p, 'r+');
+  writeSync(fd, flipped, 0, flipped.length, 0);
+  closeSync(fd);
+  chmodSync(p, 0o444);
+  utimesSync(p, ROUND_TIME, ROUND_TIME);
+  assert.equal(statSync(p, { bigint: true }).mtimeNs, BigInt(ROUND_TIME) * 1_000_000_000n);
+
+  const r = store.lookup(key);
+  assert.deepEqual(r, {
+    miss: 'corrupt',
+    warning: `cache entry ${key.slice(0, 12)} (${p}) failed verification: expected sha256 ${wheelDigest} got ${sha256(flipped)}; rebuilding`,
+  });
+  assert.equal(existsSync(p), false);
+  const q = readdirSync(join(store.dir, 'quarantine'));
+  assert.equal(q.length, 1);
+  assert.ok(q[0]?.startsWith(wheelDigest));
+  assert.deepEqual(store.lookup(key), { miss: 'absent' });
+});
+
+test('a truncated blob is a corrupt miss', async (t) => {
+  const { store, key, wheelDigest } = await openWithEntry(t);
+  const p = store.blobPath(wheelDigest);
+  truncateSync(p, 0);
+  const r = store.lookup(key);
+  assert.deepEqual(r, {
+    miss: 'corrupt',
+    warning: `cache entry ${key.slice(0, 12)} (${p}) failed verification: expected sha256 ${wheelDigest} got ${sha256('')}; rebuilding`,
+  });
+  assert.deepEqual(store.lookup(key), { miss: 'absent' });
+});
+
+test('a deleted blob is reported missing', async (t) => {
+  const { store, key, logDigest } = await openWithEntry(t);
+  const p = store.blobPath(logDigest);
+  unlinkSync(p);
+  assert.deepEqual(store.lookup(key), {
+    miss: 'corrupt',
+    warning: `cache entry ${key.slice(0, 12)} (${p}) is missing; rebuilding`,
+  });
+  assert.deepEqual(store.lookup(key), { miss: 'absent' });
+});
+
+test('a touched blob is still a hit, and a re-put after corruption heals the blob', async (t) => {
+  const { root, store, key, result, wheelBytes, wheelDigest } = await openWithEntry(t);
+  const p = store.blobPath(wheelDigest);
+  const later = new Date(Date.now() + 60_000);
+  utimesSync(p, later, later);
+  assert.deepEqual(store.lookup(key), { hit: result });
+  assert.deepEqual(store.lookup(key), { hit: result });
+
+  truncateSync(p, 5);
+  const again = join(root, 'again.whl');
+  writeFileSync(again, wheelBytes);
+  assert.deepEqual(await store.putBlob(again), { digest: wheelDigest, size: wheelBytes.length });
+  assert.ok(readFileSync(p).equals(wheelBytes));
+  assert.deepEqual(store.lookup(key), { hit: result });
+});
+
+test('fileDigest hashes content and notices a change even when mtime is restored', async (t) => {
+  const root = tempDir(t);
+  const store = LocalStore.open(join(root, 'cache'));
+  t.after(() => store.close());
+  const f = join(root, 'setup.py');
+  writeFileSync(f, 'print("a")\n');
+  utimesSync(f, ROUND_TIME, ROUND_TIME);
+  const d1 = store.fileDigest(f);
+  assert.equal(d1, sha256('print("a")\n'));
+  assert.equal(store.fileDigest(f), d1);
+  assert.equal(store.fileDigest(f), d1);
+
+  await new Promise((r) => setTimeout(r, 20));
+  writeFileSync(f, 'print("b")\n'); // same size
+  utimesSync(f, ROUND_TIME, ROUND_TIME);
+  assert.equal(statSync(f, { bigint: true }).mtimeNs, BigInt(ROUND_TIME) * 1_000_000_000n);
+  assert.equal(store.fileDigest(f), sha256('print("b")\n'));
+  assert.throws(() => store.fileDigest('relative/path.py'), /absolute/);
+});
+
+test('stat cache: an unchanged file is not re-read; a freshly written one is re-read once (racy)', async (t) => {
+  const root = tempDir(t);
+  const env = openLmdb(join(root, 'db'), {});
+  t.after(() => env.close());
+  const db = env.openDB<StatEntry, string>({ name: 'stat' });
+  const f = join(root, 'mod.py');
+  writeFileSync(f, 'x = 1\n');
+  utimesSync(f, ROUND_TIME, ROUND_TIME);
+
+  // With no racy window, the first hash is trusted straight away.
+  const sc = new StatCache(db, 0);
+  const d1 = sc.fileDigest(f);
+  assert.equal(sc.hashes, 1);
+  assert.equal(sc.fileDigest(f), d1);
+  assert.equal(sc.fileDigest(f), d1);
+  assert.equal(sc.hashes, 1);
+
+  await new Promise((r) => setTimeout(r, 20));
+  writeFileSync(f, 'x = 2\n'); // same size, same mtime below: only ctime differs
+  utimesSync(f, ROUND_TIME, ROUND_TIME);
+  assert.equal(sc.fileDigest(f), sha256('x = 2\n'));
+  assert.equal(sc.hashes, 2);
+  assert.equal(sc.fileDigest(f), sha256('x = 2\n'));
+  assert.equal(sc.hashes, 2);
+
+  // Default window: a file modified just now is hashed again on its next use, since a same-tick rewrite
+  // would be invisible to its stat.
+  const racy = new StatCache(db);
+  writeFileSync(f, 'x = 3\n');
+  assert.equal(racy.fileDigest(f), sha256('x = 3\n'));
+  assert.equal(racy.fileDigest(f), sha256('x = 3\n'));
+  assert.equal(racy.hashes, 2);
+});
+
+test('materialize hard-links the blob and re-links after the dest is deleted', async (t) => {
+  const { root, store, key, result, wheelBytes, wheelDigest } = await openWithEntry(t);
+  const dest = join(root, 'wg-out', 'wheelhouse', 'py311', 'pkg-1.0-py3-none-any.whl');
+  await store.materialize(wheelDigest, dest, 0o644);
+  const blobIno = statSync(store.blobPath(wheelDigest)).ino;
+  assert.equal(statSync(dest).ino, blobIno);
+  assert.ok(readFileSync(dest).equals(wheelBytes));
+
+  await store.materialize(wheelDigest, dest, 0o644); // already linked: no-op
+  assert.equal(statSync(dest).ino, blobIno);
+
+  unlinkSync(dest);
+  await store.materialize(wheelDigest, dest, 0o644);
+  assert.equal(statSync(dest).ino, blobIno);
+
+  rmSync(dest);
+  writeFileSync(dest, 'stale wheel');
+  await store.materialize(wheelDigest, dest, 0o644);
+  assert.equal(statSync(dest).ino, blobIno);
+  assert.deepEqual(readdirSync(join(root, 'wg-out', 'wheelhouse', 'py311')), ['pkg-1.0-py3-none-any.whl']);
+
+  assert.deepEqual(store.lookup(key), { hit: result });
+});
+
+test('a second process sharing the cache dir sees the entries', async (t) => {
+  const { store, key, result } = await openWithEntry(t);
+  store.kv('history').put('//pkg:pkg', { durationMs: 1234 });
+  const mod = fileURLToPath(new URL('../cache/local-store.js', import.meta.url));
+  const script = `
+    const { LocalStore } = await import(${JSON.stringify(mod)});
+    const s = LocalStore.open(process.argv[1]);
+    const r = s.lookup(process.argv[2]);
+    const h = s.kv('history').get('//pkg:pkg');
+    s.kv('probes').put('python3.11', { abi: 'cp311' });
+    await s.close();
+    process.stdout.write(JSON.stringify({ r, h }));
+  `;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script, store.dir, key], { encoding: 'utf8' });
+  const parsed = JSON.parse(out) as { r: unknown; h: unknown };
+  assert.deepEqual(parsed.r, { hit: result });
+  assert.deepEqual(parsed.h, { durationMs: 1234 });
+  await new Promise((r) => setImmediate(r)); // lmdb-js renews its read snapshot on a new event turn
+  assert.deepEqual(store.kv('probes').get('python3.11'), { abi: 'cp311' });
+});
+
+test('opening twice in one process shares the handle', async (t) => {
+  const root = tempDir(t);
+  const a = LocalStore.open(join(root, 'cache'));
+  const b = LocalStore.open(join(root, 'cache', '.'));
+  assert.equal(a, b);
+  a.kv('records').put('k', [1, 2]);
+  await a.close();
+  assert.deepEqual(b.kv('records').get('k'), [1, 2]); // still open: one user left
+  await b.close();
+  const c = LocalStore.open(join(root, 'cache'));
+  assert.deepEqual(c.kv('records').get('k'), [1, 2]);
+  await c.close();
+});
+
+test('leftover tmp files are swept at open, but not those a live writer may own', async (t) => {
+  const root = tempDir(t);
+  const dir = join(root, 'cache');
+  const tmp = join(dir, 'tmp');
+  mkdirSync(tmp, { recursive: true });
+  const host = sha256(hostname()).slice(0, 8);
+  const deadPid = spawnSync(process.execPath, ['-e', '0']).pid;
+  assert.ok(deadPid);
+  const hourAgo = new Date(Date.now() - 2 * 3600_000);
+  writeFileSync(join(tmp, `${host}-${deadPid}-0123abcd`), 'half a wheel'); // crashed writer on this host
+  writeFileSync(join(tmp, 'junk'), 'x');
+  utimesSync(join(tmp, 'junk'), hourAgo, hourAgo); // abandoned long ago
+  writeFileSync(join(tmp, `${host}-${process.pid}-0123abcd`), 'in progress'); // live writer
+  writeFileSync(join(tmp, `ffffffff-${deadPid}-0123abcd`), 'in progress'); // another host/container: age decides
+
+  const store = LocalStore.open(dir);
+  t.after(() => store.close());
+  assert.deepEqual(readdirSync(tmp).sort(), [`${host}-${process.pid}-0123abcd`, `ffffffff-${deadPid}-0123abcd`].sort());
+});
+
+test('two processes storing the same and different blobs concurrently', async (t) => {
+  const root = tempDir(t);
+  const dir = join(root, 'cache');
+  const shared = join(root, 'shared.whl');
+  writeFileSync(shared, randomBytes(3 << 20));
+  const mod = fileURLToPath(new URL('../cache/local-store.js', import.meta.url));
+  const script = `
+    const { writeFileSync } = await import('node:fs');
+    const { LocalStore } = await import(${JSON.stringify(mod)});
+    const [dir, shared, me] = process.argv.slice(1);
+    const s = LocalStore.open(dir);
+    const keys = [];
+    for (let i = 0; i < 10; i++) {
+      const own = dir + '/../' + me + '-' + i + '.log';
+      writeFileSync(own, me + ' log ' + i);
+      const [w, l] = await Promise.all([s.putBlob(shared), s.putBlob(own)]);
+      const key = me.padEnd(60, '0') + String(i).padStart(4, '0');
+      await s.putResult({ key, label: '//p:' + me, record: { i }, outputs: [{ path: 'x.whl', kind: 'wheel', mode: 420, ...w }],
+        log: l, durationMs: i, createdAt: 'now' });
+      keys.push(key);
+    }
+    await s.close();
+    process.stdout.write(JSON.stringify(keys));
+  `;
+  const run = (me: string) =>
+    new Promise<string[]>((res, rej) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script, dir, shared, me]);
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+      child.on('exit', (code) => (code === 0 ? res(JSON.parse(out) as string[]) : rej(new Error(`child ${me} exited ${code}: ${err}`))));
+    });
+  const [ka, kb] = await Promise.all([run('aa'), run('bb')]);
+  const store = LocalStore.open(dir);
+  t.after(() => store.close());
+  const sharedDigest = sha256(readFileSync(shared));
+  for (const key of [...ka, ...kb]) {
+    const r = store.lookup(key);
+    assert.ok('hit' in r, JSON.stringify(r));
+    assert.equal(r.hit.outputs[0]?.digest, sharedDigest);
+  }
+  const blobs = readdirSync(join(dir, 'cas')).flatMap((s) => readdirSync(join(dir, 'cas', s)));
+  assert.equal(blobs.length, 21);
+  assert.equal(blobs.filter((b) => b === sharedDigest).length, 1);
+  assert.deepEqual(readdirSync(join(dir, 'tmp')), []);
+});
