@@ -52,7 +52,10 @@ function isActionResult(v: unknown): v is ActionResult {
   return (
     typeof r.key === 'string' &&
     Array.isArray(r.outputs) &&
-    r.outputs.every((o: unknown) => typeof (o as StoredOutput | null)?.digest === 'string' && typeof (o as StoredOutput).size === 'number') &&
+    r.outputs.every((o: unknown) => {
+      const out = o as Partial<StoredOutput> | null;
+      return typeof out?.digest === 'string' && typeof out.size === 'number';
+    }) &&
     typeof r.log?.digest === 'string' &&
     typeof r.log.size === 'number'
   );

@@ -39,8 +39,9 @@ function variantsOf(pkg: PackageDecl, ws: Workspace): string[] {
   return pkg.variants ? [...pkg.variants.keys()].filter((v) => ws.variants.has(v)) : [...ws.variants.keys()];
 }
 
+/** Analyzes what loaded; the result's diagnostics include the workspace's own load diagnostics. */
 export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): AnalysisResult {
-  const diagnostics: Diagnostic[] = [];
+  const diagnostics: Diagnostic[] = [...ws.diagnostics];
   const error = (message: string, at: ReturnType<typeof ws.spans.value>, notes?: Diagnostic['notes']): void => {
     diagnostics.push({ severity: 'error', message, ...(at ? { at } : {}), ...(notes ? { notes } : {}) });
   };
@@ -48,7 +49,7 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
   const graph = new TargetGraph();
 
   for (const variant of ws.variants.values()) {
-    if (variant.toolchain !== null && !ws.toolchains.has(variant.toolchain)) {
+    if (variant.toolchain !== null && !ws.toolchains.has(variant.toolchain) && !ws.rejected.has(`toolchains/${variant.toolchain}`)) {
       error(
         `variant "${variant.name}" uses unknown toolchain "${variant.toolchain}"${didYouMean(variant.toolchain, ws.toolchains.keys())}`,
         ws.spans.value(['variants', variant.name, 'toolchain']),
@@ -69,10 +70,10 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
     };
     pkg.patches.forEach((p, i) => checkPatch(p, ws.spans.value(['packages', pkg.name, 'patches', i])));
     for (const [name, override] of pkg.variants ?? []) {
-      if (!ws.variants.has(name)) {
+      if (!ws.variants.has(name) && !ws.rejected.has(`variants/${name}`)) {
         error(
           `package "${pkg.name}" names unknown variant "${name}"${didYouMean(name, ws.variants.keys())}`,
-          ws.spans.key(['packages', pkg.name, 'variants', name]) ??
+          ws.spans.keyOnly(['packages', pkg.name, 'variants', name]) ??
             ws.spans.value(['packages', pkg.name, 'variants', [...pkg.variants!.keys()].indexOf(name)]),
         );
       }
@@ -118,6 +119,7 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
       const ref = parseDepRef(text);
       if (!ref.ok) return error(ref.error, at);
       const depPkg = ws.packages.get(ref.value.package);
+      if (!depPkg && ws.rejected.has(`packages/${ref.value.package}`)) return;
       if (!depPkg) {
         return error(
           `package "${pkg.name}" depends on unknown package "${ref.value.package}"${didYouMean(ref.value.package, ws.packages.keys())}`,
@@ -125,10 +127,12 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
         );
       }
       const variant = ref.value.variant ?? target.variant.name;
+      if (ref.value.variant !== null && ws.rejected.has(`variants/${variant}`)) return;
       if (ref.value.variant !== null && !ws.variants.has(variant)) {
         return error(`package "${pkg.name}" depends on unknown variant "${variant}"${didYouMean(variant, ws.variants.keys())}`, at);
       }
       const depLabel = makeLabel(depPkg.name, variant);
+      if (!targets.has(depLabel) && ws.rejected.has(`variants/${variant}`)) return;
       if (!targets.has(depLabel)) {
         return error(
           `${target.label} depends on ${depLabel}, but package "${depPkg.name}" is not built in variant "${variant}"`,
@@ -169,12 +173,15 @@ export function selectTargets(patterns: string[], analysis: Analysis, ws: Worksp
       continue;
     }
     const p = parsed.value;
+    // Suggestions are whole labels of the same shape as what was typed (`//fastmath:cpu`, or `//fastmath`).
+    const shapeOf = (l: Label): string => (p.variant === '*' && !text.includes(':') ? l.slice(0, l.indexOf(':')) : l);
+    const suggestion = (): string => didYouMean(text, new Set(all.map(shapeOf)), "'");
     if (p.package !== '...' && !ws.packages.has(p.package)) {
-      errors.push(`no package "${p.package}" in ${text}${didYouMean(text, all.map((l) => (p.variant === '*' ? l.slice(0, l.indexOf(':')) : l)), "'")}`);
+      errors.push(`unknown target '${text}': no package "${p.package}"${suggestion()}`);
       continue;
     }
     if (p.variant !== '*' && !ws.variants.has(p.variant)) {
-      errors.push(`no variant "${p.variant}" in ${text}${didYouMean(p.variant, ws.variants.keys())}`);
+      errors.push(`unknown target '${text}': no variant "${p.variant}"${suggestion()}`);
       continue;
     }
     const matches = all.filter((l) => {
@@ -182,7 +189,7 @@ export function selectTargets(patterns: string[], analysis: Analysis, ws: Worksp
       return (p.package === '...' || t.package.name === p.package) && (p.variant === '*' || t.variant.name === p.variant);
     });
     if (matches.length === 0) {
-      errors.push(`no target matches ${text}: package "${p.package}" is not built in variant "${p.variant}"`);
+      errors.push(`unknown target '${text}': package "${p.package}" is not built in variant "${p.variant}"`);
       continue;
     }
     for (const m of matches) labels.add(m);

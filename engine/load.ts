@@ -69,6 +69,13 @@ export interface Workspace {
   toolchains: Map<string, ToolchainDecl>;
   variants: Map<string, VariantDecl>;
   packages: Map<string, PackageDecl>;
+  /**
+   * Names declared but rejected by a check (already reported): analysis must not report them again as unknown.
+   * Keys are `toolchains/NAME`, `variants/NAME`, `packages/NAME`.
+   */
+  rejected: Set<string>;
+  /** Mistakes found while loading; analysis adds its own, and all are printed together. */
+  diagnostics: Diagnostic[];
 }
 
 const envSchema: Schema = { type: 'dict', values: { type: 'scalar' }, keyPattern: ENV_NAME, keyDoc: 'a valid env variable name' };
@@ -138,10 +145,6 @@ const commonPackageFields: Record<string, Field> = {
   system_site_packages: { schema: { type: 'bool' }, doc: "let the build venv see the toolchain's packages" },
 };
 
-const sectionSchemas: Record<'toolchains' | 'variants', Field> = {
-  toolchains: { schema: { type: 'dict', values: toolchainSchema, keyPattern: NAME, keyDoc: NAME_DOC }, doc: '' },
-  variants: { schema: { type: 'dict', values: variantSchema, keyPattern: NAME, keyDoc: NAME_DOC }, doc: '' },
-};
 
 export function parseQuantity(text: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?$/i.exec(text.trim());
@@ -175,7 +178,10 @@ function resolvePython(python: string, root: string): string {
   return python;
 }
 
-/** Reads and checks `<root>/BUILD.yaml`. Throws DiagnosticError listing every mistake found. */
+/**
+ * Reads and checks `<root>/BUILD.yaml`. Mistakes are collected in `diagnostics` of the result; only a file that
+ * cannot be read or parsed as YAML throws DiagnosticError at once.
+ */
 export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): Workspace {
   const file = BUILD_FILE;
   const full = path.join(root, file);
@@ -202,7 +208,7 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
   }
   if (diagnostics.length > 0) throw new DiagnosticError(diagnostics);
 
-  const ws: Workspace = { root, texts, spans, toolchains: new Map(), variants: new Map(), packages: new Map() };
+  const ws: Workspace = { root, texts, spans, toolchains: new Map(), variants: new Map(), packages: new Map(), rejected: new Set(), diagnostics };
   const top = doc.contents as Node | null;
   if (!top || !isMap(top)) {
     diagnostics.push({
@@ -227,23 +233,46 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
       spans.setKey([key], spanOf(keyNode, ctx));
     }
   }
-  const section = (name: string): Node | null => {
+  const sectionNode = (name: string): Node | null => {
     const pair = top.items.find((p) => isScalar(p.key) && p.key.value === name);
     return (pair?.value as Node | null) ?? null;
   };
 
-  const toolchains = check(section('toolchains'), sectionSchemas.toolchains.schema, ['toolchains'], ctx, '"toolchains"', 'the workspace');
-  for (const [name, raw] of Object.entries((toolchains ?? {}) as Record<string, { python: string; cuda_home?: string }>)) {
+  /** Checks each entry of a section on its own, so one broken variant does not hide the others. */
+  const entries = (section: 'toolchains' | 'variants', ownerKind: string, schema: Schema): [string, Record<string, unknown>][] => {
+    const node = sectionNode(section);
+    if (!node) return [];
+    if (!isMap(node)) {
+      check(node, { type: 'dict', values: schema }, [section], ctx, `"${section}"`, 'the workspace');
+      return [];
+    }
+    const out: [string, Record<string, unknown>][] = [];
+    for (const pair of node.items) {
+      const keyNode = pair.key as Node | null;
+      if (!keyNode || !isScalar(keyNode)) continue;
+      const name = String(keyNode.value);
+      spans.setKey([section, name], spanOf(keyNode, ctx));
+      if (!NAME.test(name)) {
+        diagnostics.push({ severity: 'error', message: `${ownerKind} name "${name}" is not ${NAME_DOC}`, at: spanOf(keyNode, ctx) });
+        continue;
+      }
+      const value = check(pair.value as Node | null, schema, [section, name], ctx, `${ownerKind} "${name}"`, `${ownerKind} "${name}"`);
+      if (value !== undefined) out.push([name, value as Record<string, unknown>]);
+    }
+    return out;
+  };
+
+  for (const [name, raw] of entries('toolchains', 'toolchain', toolchainSchema)) {
+    const python = raw['python'] as string;
+    const cudaHome = raw['cuda_home'] as string | undefined;
     ws.toolchains.set(name, {
       name,
-      python: resolvePython(raw.python, root),
-      cudaHome: raw.cuda_home === undefined ? null : path.resolve(root, raw.cuda_home),
+      python: resolvePython(python, root),
+      cudaHome: cudaHome === undefined ? null : path.resolve(root, cudaHome),
     });
   }
 
-  const variantsNode = section('variants');
-  const variants = check(variantsNode, sectionSchemas.variants.schema, ['variants'], ctx, '"variants"', 'the workspace');
-  for (const [name, raw] of Object.entries((variants ?? {}) as Record<string, Record<string, unknown>>)) {
+  for (const [name, raw] of entries('variants', 'variant', variantSchema)) {
     ws.variants.set(name, {
       name,
       toolchain: (raw['toolchain'] as string | undefined) ?? null,
@@ -253,7 +282,7 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
     });
   }
 
-  const packagesNode = section('packages');
+  const packagesNode = sectionNode('packages');
   if (packagesNode && isMap(packagesNode)) {
     for (const pair of packagesNode.items) {
       const keyNode = pair.key as Node | null;
@@ -272,7 +301,15 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
     diagnostics.push({ severity: 'error', message: 'BUILD.yaml declares no "packages"', at: spanOf(top, ctx) });
   }
 
-  if (diagnostics.length > 0) throw new DiagnosticError(diagnostics);
+  // Names whose declaration failed its checks are still known to exist, so nothing else reports them as unknown.
+  for (const section of ['toolchains', 'variants', 'packages'] as const) {
+    const node = sectionNode(section);
+    if (!node || !isMap(node)) continue;
+    for (const pair of node.items) {
+      const name = isScalar(pair.key) ? String(pair.key.value) : '';
+      if (!ws[section].has(name)) ws.rejected.add(`${section}/${name}`);
+    }
+  }
   return ws;
 }
 

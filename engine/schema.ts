@@ -12,7 +12,7 @@ export type Schema =
   | { type: 'scalar' }
   | { type: 'list'; of: Schema }
   /** A map whose keys the user names (packages, env variables). */
-  | { type: 'dict'; values: Schema; keyPattern?: RegExp; keyDoc?: string }
+  | { type: 'dict'; values: Schema; keyPattern?: RegExp; keyDoc?: string; ownerKind?: string }
   /** A map with a fixed set of fields. */
   | { type: 'record'; fields: Record<string, Field> }
   /** One of several shapes, told apart by the node kind (scalar, list, map). */
@@ -44,6 +44,10 @@ export class SpanIndex {
       if (span) return span;
     }
     return undefined;
+  }
+  /** The span of the map key naming `path`, if that path is a map entry. */
+  keyOnly(path: Path): Span | undefined {
+    return this.keys.get(pathId(path));
   }
   /** The span of the map key naming `path` (falls back to the value's span). */
   key(path: Path): Span | undefined {
@@ -115,6 +119,22 @@ function shapeMatches(schema: Schema, node: Node | null): boolean {
       return schema.options.some((o) => shapeMatches(o, node));
     default:
       return node !== null && isScalar(node);
+  }
+}
+
+/** A scalar of the wrong kind (a boolean where a string goes) is reported against the whole union's doc. */
+function scalarKindMatches(schema: Schema, node: Node | null): boolean {
+  if (!node || !isScalar(node)) return true;
+  const v = node.value;
+  switch (schema.type) {
+    case 'string':
+      return typeof v === 'string';
+    case 'int':
+      return typeof v === 'number';
+    case 'bool':
+      return typeof v === 'boolean';
+    default:
+      return true;
   }
 }
 
@@ -212,7 +232,8 @@ export function check(
           ok = false;
           continue;
         }
-        const v = check(pair.value as Node | null, schema.values, [...path, key], ctx, `"${key}"`, owner);
+        const valueOwner = schema.ownerKind ? `${schema.ownerKind} "${key}"` : owner;
+        const v = check(pair.value as Node | null, schema.values, [...path, key], ctx, `"${key}"`, valueOwner);
         if (v === undefined) ok = false;
         else out[key] = v;
       }
@@ -257,7 +278,7 @@ export function check(
     }
     case 'union': {
       const option = schema.options.find((o) => shapeMatches(o, node));
-      if (!option) return wrongType();
+      if (!option || !scalarKindMatches(option, node)) return wrongType();
       return check(node, option, path, ctx, name, owner);
     }
   }
