@@ -3,7 +3,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LineCounter, isMap, isScalar, parseDocument, type Node } from 'yaml';
+import { LineCounter, isMap, isScalar, parseDocument, visit, type Node } from 'yaml';
 import type { Rule } from '../rules/rule.js';
 import { DiagnosticError, didYouMean, type Diagnostic, type Span } from './diagnostics.js';
 import { SpanIndex, check, spanOf, type CheckContext, type Field, type Schema } from './schema.js';
@@ -198,15 +198,54 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
   const spans = new SpanIndex();
   const ctx: CheckContext = { file, doc, lines, spans, diagnostics };
 
+  // Positions come from the error's offsets (`linePos` is only filled in with prettyErrors). An error at the very
+  // end of the file (an unclosed `[` or quote) is moved to just after the last character, so its line is shown.
+  const contentEnd = text.trimEnd().length;
+  const spanAt = (start: number, end: number): Span => {
+    const from = Math.min(start, contentEnd);
+    const a = lines.linePos(from);
+    const b = lines.linePos(Math.max(from + 1, Math.min(end, contentEnd + 1)));
+    return { file, line: a.line, col: a.col, endLine: b.line, endCol: b.col };
+  };
+  // A duplicate key leaves both pairs in the document: report it at the second key, naming the first.
+  const duplicates = new Map<number, { key: string; at: Span; first: Span }>();
+  visit(doc, {
+    Map(_, map) {
+      const seen = new Map<string, Node>();
+      for (const pair of map.items) {
+        const keyNode = pair.key as Node | null;
+        if (!keyNode || !isScalar(keyNode) || !keyNode.range) continue;
+        const k = String(keyNode.value);
+        const first = seen.get(k);
+        if (first) duplicates.set(keyNode.range[0], { key: k, at: spanOf(keyNode, { file, lines }), first: spanOf(first, { file, lines }) });
+        else seen.set(k, keyNode);
+      }
+    },
+  });
+  let syntaxErrors = 0;
   for (const err of doc.errors) {
-    const [a, b] = err.linePos ?? [];
-    const at: Span | undefined = a
-      ? { file, line: a.line, col: a.col, endLine: b?.line ?? a.line, endCol: b?.col ?? a.col + 1 }
-      : undefined;
-    const message = err.code === 'DUPLICATE_KEY' ? `duplicate key: ${err.message.replace(/^Map keys must be unique;?\s*/, '') || 'map keys must be unique'}` : err.message;
-    diagnostics.push({ severity: 'error', message: `YAML: ${message}`, ...(at ? { at } : {}) });
+    const dup = err.code === 'DUPLICATE_KEY' ? duplicates.get(err.pos[0]) : undefined;
+    if (dup) {
+      diagnostics.push({ severity: 'error', message: `duplicate key "${dup.key}" (first at line ${dup.first.line})`, at: dup.at });
+      continue;
+    }
+    syntaxErrors++;
+    // The parser notices an unclosed `[`/`{` only where the next block line starts; point at the opener instead.
+    const flow = /^Flow (sequence|map) in block collection must be sufficiently indented and end with a ([\]}])$/.exec(err.message);
+    const opener = flow ? unclosedOpener(text, err.pos[0], flow[2] === ']' ? '[' : '{') : -1;
+    if (flow && opener >= 0) {
+      const next = Math.min(err.pos[0], contentEnd) === contentEnd ? 'the end of the file' : `line ${lines.linePos(err.pos[0]).line}`;
+      diagnostics.push({
+        severity: 'error',
+        message: `YAML: "${text[opener]}" is not closed before ${next} (a flow ${flow[1]} must end with "${flow[2]}", and lines it continues on must be indented further than its key)`,
+        at: spanAt(opener, opener + 1),
+      });
+      continue;
+    }
+    diagnostics.push({ severity: 'error', message: `YAML: ${err.message}`, at: spanAt(err.pos[0], err.pos[1]) });
   }
-  if (diagnostics.length > 0) throw new DiagnosticError(diagnostics);
+  // Only a syntax error stops here; after a duplicate key the document is still whole, so it is checked too.
+  if (syntaxErrors > 0) throw new DiagnosticError(diagnostics);
 
   const ws: Workspace = { root, texts, spans, toolchains: new Map(), variants: new Map(), packages: new Map(), rejected: new Set(), diagnostics };
   const top = doc.contents as Node | null;
@@ -311,6 +350,26 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
     }
   }
   return ws;
+}
+
+/** The offset of the last `open` bracket before `end` that is not closed before it (quotes and comments skipped), or -1. */
+function unclosedOpener(text: string, end: number, open: '[' | '{'): number {
+  const stack: number[] = [];
+  let quote: string | null = null;
+  for (let i = 0; i < end && i < text.length; i++) {
+    const c = text[i]!;
+    if (quote) {
+      if (c === '\\' && quote === '"') i++;
+      else if (c === quote) quote = null;
+      continue;
+    }
+    if (c === '"' || c === "'") quote = c;
+    else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) while (i < end && text[i] !== '\n') i++;
+    else if (c === '[' || c === '{') stack.push(i);
+    else if ((c === ']' || c === '}') && stack.length > 0) stack.pop();
+  }
+  const last = stack.at(-1);
+  return last !== undefined && text[last] === open ? last : -1;
 }
 
 function loadPackage(name: string, node: Node | null, ctx: CheckContext, rules: ReadonlyMap<string, Rule>, ws: Workspace): void {

@@ -1,0 +1,109 @@
+// `npm run bench`: synthetic workspaces of N `command` targets in a layered DAG, timed through the real `wg`
+// binary. Every time is also reported as a ratio to the floor measured in the same run: starting Node and
+// stat-ing the same input files, which is the least any correct "is anything stale?" check must do.
+
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { WG_BIN } from '../rig.js';
+
+const SIZES = (process.env['WG_BENCH_SIZES'] ?? '100,1000').split(',').map(Number);
+const REPEATS = Number(process.env['WG_BENCH_REPEATS'] ?? 5);
+const LAYERS = 10;
+const FANIN = 2;
+
+/** A small deterministic PRNG, so every run benchmarks the same graph. */
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+interface Synthetic {
+  dir: string;
+  cacheDir: string;
+  inputs: string[];
+  /** A target nothing depends on: changing it rebuilds exactly one action. */
+  leafInput: string;
+}
+
+function generate(n: number): Synthetic {
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), `wg-bench-${n}-`));
+  const dir = path.join(base, 'ws');
+  const rand = prng(n);
+  const perLayer = Math.ceil(n / LAYERS);
+  const names = Array.from({ length: n }, (_, i) => `t${String(i).padStart(5, '0')}`);
+  const lines = ['variants:', '  default: {}', 'packages:'];
+  const inputs: string[] = [];
+  names.forEach((name, i) => {
+    const layer = Math.floor(i / perLayer);
+    const deps: string[] = [];
+    if (layer > 0) {
+      const lo = (layer - 1) * perLayer;
+      for (let k = 0; k < FANIN; k++) deps.push(names[lo + Math.floor(rand() * perLayer)]!);
+    }
+    const input = path.join(dir, 'src', name, 'input.txt');
+    fs.mkdirSync(path.dirname(input), { recursive: true });
+    fs.writeFileSync(input, `${name}\n`);
+    inputs.push(input);
+    lines.push(`  ${name}:`, '    rule: command', `    source: src/${name}`, '    cmd: [cp, input.txt, out.txt]', '    outs: [out.txt]');
+    if (deps.length > 0) lines.push(`    deps: [${[...new Set(deps)].join(', ')}]`);
+  });
+  fs.writeFileSync(path.join(dir, 'BUILD.yaml'), `${lines.join('\n')}\n`);
+  return { dir, cacheDir: path.join(base, 'cache'), inputs, leafInput: inputs[inputs.length - 1]! };
+}
+
+function time(argv: string[], cwd: string, env: Record<string, string> = {}): number {
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(argv[0]!, argv.slice(1), { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr.toString()}`);
+  return ms;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+function floorMs(s: Synthetic): number {
+  const listFile = path.join(s.cacheDir, '..', 'inputs.json');
+  fs.writeFileSync(listFile, JSON.stringify(s.inputs));
+  const script = `const fs=require('fs');for(const f of JSON.parse(fs.readFileSync(${JSON.stringify(listFile)},'utf8'))){fs.statSync(require('path').dirname(f));fs.statSync(f)}`;
+  return median(Array.from({ length: REPEATS }, () => time([process.execPath, '-e', script], s.dir)));
+}
+
+function main(): void {
+  const rows: string[][] = [];
+  for (const n of SIZES) {
+    const s = generate(n);
+    const wg = (): number => time([process.execPath, WG_BIN, 'build', '//...', '-j', String(os.availableParallelism())], s.dir, { WG_CACHE_DIR: s.cacheDir });
+    const floor = floorMs(s);
+    const cold = wg();
+    const noop = median(Array.from({ length: REPEATS }, wg));
+    const leaf: number[] = [];
+    for (let i = 0; i < REPEATS; i++) {
+      fs.writeFileSync(s.leafInput, `changed ${i}\n`);
+      leaf.push(wg());
+    }
+    const ratio = (ms: number): string => `${(ms / floor).toFixed(2)}×`;
+    rows.push(
+      [`${n}`, 'floor (node + stat inputs)', `${floor.toFixed(0)} ms`, '1.00×'],
+      [`${n}`, 'cold build', `${cold.toFixed(0)} ms`, ratio(cold)],
+      [`${n}`, 'cold build per action', `${(cold / n).toFixed(1)} ms`, ''],
+      [`${n}`, 'no-op build', `${noop.toFixed(0)} ms`, ratio(noop)],
+      [`${n}`, 'one-leaf change', `${median(leaf).toFixed(0)} ms`, ratio(median(leaf))],
+    );
+    fs.rmSync(path.dirname(s.dir), { recursive: true, force: true });
+  }
+  const widths = [6, 28, 12, 8];
+  const fmt = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  console.log(`wg bench on ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}, medians of ${REPEATS}`);
+  console.log(fmt(['N', 'measure', 'time', 'vs floor']));
+  for (const r of rows) console.log(fmt(r));
+}
+
+main();

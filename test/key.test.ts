@@ -1,0 +1,61 @@
+// Unit tests of the key record's canonical form: map order never matters, every value does.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { actionKey, canonicalJson, KEY_FORMAT, type KeyRecord } from '../engine/key.js';
+
+function record(overrides: Partial<KeyRecord> = {}): KeyRecord {
+  return {
+    format: KEY_FORMAT,
+    rule: { kind: 'python_wheel', version: 1 },
+    attrs: { build: null, test: ['sh', '-c', 'python -c "import x"'] },
+    source: { kind: 'path', tree: 'a'.repeat(64) },
+    patches: [{ path: 'patches/x/0001.patch', digest: 'b'.repeat(64) }],
+    env: { A: '1', B: '2' },
+    toolchain: null,
+    systemSitePackages: false,
+    deps: [],
+    ...overrides,
+  };
+}
+
+test('canonical JSON sorts keys at every depth and keeps list order', () => {
+  assert.equal(canonicalJson({ b: 1, a: { d: [2, 1], c: null } }), '{"a":{"c":null,"d":[2,1]},"b":1}');
+  assert.equal(canonicalJson({ a: undefined, b: 'x' }), '{"b":"x"}');
+});
+
+test('the action key is a sha256 that ignores map order', () => {
+  const k = actionKey(record());
+  assert.match(k, /^[0-9a-f]{64}$/);
+  assert.equal(actionKey(record({ env: { B: '2', A: '1' } })), k);
+});
+
+test('every field of the record changes the key', () => {
+  const k = actionKey(record());
+  const changed: Partial<KeyRecord>[] = [
+    { format: 'wg-key-0' },
+    { rule: { kind: 'python_wheel', version: 2 } },
+    { attrs: { build: ['make'], test: null } },
+    { source: { kind: 'path', tree: 'c'.repeat(64) } },
+    { patches: [] },
+    { env: { A: '1', B: '3' } },
+    { systemSitePackages: true },
+    { deps: [{ label: '//x:cpu', key: 'd'.repeat(64) }] },
+    {
+      toolchain: {
+        python: { version: '3.11.2', implementation: 'cpython', tag: 'cp311', abi: 'cp311', platform: 'linux_x86_64' },
+        buildTools: { pip: null, setuptools: null, wheel: null },
+        torch: null,
+        cuda: null,
+      },
+    },
+  ];
+  const keys = changed.map((c) => actionKey(record(c)));
+  for (const other of keys) assert.notEqual(other, k);
+  assert.equal(new Set(keys).size, keys.length);
+});
+
+test('patch order is part of the key', () => {
+  const p1 = { path: 'p/1.patch', digest: '1'.repeat(64) };
+  const p2 = { path: 'p/2.patch', digest: '2'.repeat(64) };
+  assert.notEqual(actionKey(record({ patches: [p1, p2] })), actionKey(record({ patches: [p2, p1] })));
+});
