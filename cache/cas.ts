@@ -299,7 +299,8 @@ export class Cas {
       throw e;
     }
     if (h.digest === digest && (expectedSize === undefined || h.size === expectedSize)) {
-      if (h.stable) this.blobs.putSync(digest, { fp: h.fp, size: h.size });
+      // Batched and unawaited, like the stat cache: a lost fingerprint only costs one more re-hash.
+      if (h.stable) void this.blobs.put(digest, { fp: h.fp, size: h.size }).catch(() => undefined);
       return { ok: true };
     }
     return { ok: false, missing: false, actualDigest: h.digest, actualSize: h.size };
@@ -361,7 +362,7 @@ export class Cas {
         // A new link changes the blob's ctime; without re-recording, the next lookup would re-hash the blob
         // (a 1 GiB wheel) for nothing. The blob was verified just above, before the link.
         const st = await stat(src, { bigint: true });
-        await this.blobs.put(digest, { fp: statFingerprint(st), size: Number(st.size) });
+        void this.blobs.put(digest, { fp: statFingerprint(st), size: Number(st.size) }).catch(() => undefined);
       }
     } finally {
       // rename(a, b) is a no-op that leaves `a` in place when both already name the same inode.

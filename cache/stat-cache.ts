@@ -57,10 +57,12 @@ export class StatCache {
     this.hashes++;
     if (h.stable) {
       const ctimeMs = Number(h.stat.ctimeNs / 1_000_000n);
-      this.db.putSync(key, { fp: h.fp, digest: h.digest, racy: ctimeMs + this.racyWindowMs > startedMs });
+      // Not putSync: each synchronous commit is an fsync, and a thousand of them dominate a no-op build. A stat
+      // entry lost in a crash only costs one re-hash, so batched, unawaited writes are the right trade.
+      void this.db.put(key, { fp: h.fp, digest: h.digest, racy: ctimeMs + this.racyWindowMs > startedMs }).catch(() => undefined);
     } else {
       // Changed while being read: the digest may be of a torn read, so it must not be trusted later.
-      this.db.removeSync(key);
+      void this.db.remove(key).catch(() => undefined);
     }
     return h.digest;
   }
