@@ -39,6 +39,8 @@ export function boundedKey(id: string): string {
 export class StatCache {
   /** Number of times a file was actually read and hashed (for tests and --stats). */
   hashes = 0;
+  /** Entries written this run: LMDB shows an unawaited write only after its batch commits. */
+  private readonly written = new Map<string, StatEntry | null>();
 
   constructor(
     private readonly db: Database<StatEntry, string>,
@@ -49,7 +51,7 @@ export class StatCache {
     if (!isAbsolute(absPath)) throw new Error(`stat cache needs an absolute path, got ${absPath}`);
     const key = boundedKey(absPath);
     const st = statSync(absPath, { bigint: true });
-    const entry = this.db.get(key);
+    const entry = this.written.has(key) ? this.written.get(key) : this.db.get(key);
     if (entry && !entry.racy && entry.fp === statFingerprint(st, true)) return entry.digest;
 
     const startedMs = Date.now();
@@ -59,9 +61,12 @@ export class StatCache {
       const ctimeMs = Number(h.stat.ctimeNs / 1_000_000n);
       // Not putSync: each synchronous commit is an fsync, and a thousand of them dominate a no-op build. A stat
       // entry lost in a crash only costs one re-hash, so batched, unawaited writes are the right trade.
-      void this.db.put(key, { fp: h.fp, digest: h.digest, racy: ctimeMs + this.racyWindowMs > startedMs }).catch(() => undefined);
+      const fresh = { fp: h.fp, digest: h.digest, racy: ctimeMs + this.racyWindowMs > startedMs };
+      this.written.set(key, fresh);
+      void this.db.put(key, fresh).catch(() => undefined);
     } else {
       // Changed while being read: the digest may be of a torn read, so it must not be trusted later.
+      this.written.set(key, null);
       void this.db.remove(key).catch(() => undefined);
     }
     return h.digest;

@@ -43,6 +43,10 @@ function variantsOf(pkg: PackageDecl, ws: Workspace): string[] {
 export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): AnalysisResult {
   const diagnostics: Diagnostic[] = [...ws.diagnostics];
   const error = (message: string, at: ReturnType<typeof ws.spans.value>, notes?: Diagnostic['notes']): void => {
+    // A dep is resolved once per variant of its package; a mistake that does not depend on the variant is one error.
+    const same = (d: Diagnostic): boolean =>
+      d.message === message && d.at?.line === at?.line && d.at?.col === at?.col && d.at?.file === at?.file;
+    if (diagnostics.some(same)) return;
     diagnostics.push({ severity: 'error', message, ...(at ? { at } : {}), ...(notes ? { notes } : {}) });
   };
   const targets = new Map<Label, ConfiguredTarget>();
@@ -129,7 +133,10 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
       const variant = ref.value.variant ?? target.variant.name;
       if (ref.value.variant !== null && ws.rejected.has(`variants/${variant}`)) return;
       if (ref.value.variant !== null && !ws.variants.has(variant)) {
-        return error(`package "${pkg.name}" depends on unknown variant "${variant}"${didYouMean(variant, ws.variants.keys())}`, at);
+        return error(
+          `package "${pkg.name}" depends on ${makeLabel(ref.value.package, variant)}, but there is no variant "${variant}"${didYouMean(variant, ws.variants.keys())}`,
+          at,
+        );
       }
       const depLabel = makeLabel(depPkg.name, variant);
       if (!targets.has(depLabel) && ws.rejected.has(`variants/${variant}`)) return;
@@ -144,6 +151,8 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
     });
   }
 
+  // A package built in several variants forms the same cycle in each: report it once, at the same dep entries.
+  const cycles = new Map<string, { cycle: Label[]; notes: NonNullable<Diagnostic['notes']>; variants: string[] }>();
   for (const cycle of graph.cycles()) {
     const notes = cycle.slice(0, -1).map((from, i) => {
       const to = cycle[i + 1]!;
@@ -155,7 +164,14 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
       const at = ws.spans.value(['packages', pkg.name, 'deps', idx]);
       return { message: `${from} depends on ${to}`, ...(at ? { at } : {}) };
     });
-    error(`dependency cycle: ${cycle.join(' -> ')}`, notes[0]?.at, notes);
+    const id = notes.map((n) => (n.at ? `${n.at.line}:${n.at.col}` : n.message)).join(' ');
+    const same = cycles.get(id);
+    if (same) same.variants.push(targets.get(cycle[0]!)!.variant.name);
+    else cycles.set(id, { cycle, notes, variants: [] });
+  }
+  for (const { cycle, notes, variants } of cycles.values()) {
+    const also = variants.length === 0 ? '' : ` (also in variant${variants.length > 1 ? 's' : ''} ${variants.map((v) => `"${v}"`).join(', ')})`;
+    error(`dependency cycle: ${cycle.join(' -> ')}${also}`, notes[0]?.at, notes);
   }
 
   return { analysis: { targets, graph }, diagnostics };
@@ -169,7 +185,10 @@ export function selectTargets(patterns: string[], analysis: Analysis, ws: Worksp
   for (const text of patterns) {
     const parsed = parsePattern(text);
     if (!parsed.ok) {
-      errors.push(parsed.error);
+      // `wg build fastmath`: a package name without the `//`.
+      const withSlashes = `//${text}`;
+      const meant = !text.startsWith('/') && parsePattern(withSlashes).ok && ws.packages.has(text.split(':')[0]!);
+      errors.push(`${parsed.error}${meant ? ` (did you mean '${withSlashes}'?)` : ''}`);
       continue;
     }
     const p = parsed.value;

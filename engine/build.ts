@@ -264,10 +264,8 @@ function planTargets(
       toolchain,
       systemSitePackages: target.systemSitePackages,
     });
-    const depKeys = target.deps.map((d) => {
-      const dep = planned.get(d);
-      return { label: d as string, key: dep ? dep.key : 'unplanned' };
-    });
+    // A dependency missing here failed its own planning; that diagnostic stops the build before keys matter.
+    const depKeys = target.deps.map((d) => (planned.get(d)?.key ?? 'unplanned') as string).sort();
     const record: KeyRecord = {
       format: KEY_FORMAT,
       rule: { kind: target.rule.kind, version: target.rule.version },

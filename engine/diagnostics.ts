@@ -1,7 +1,7 @@
 // User-facing diagnostics: every mistake in a BUILD.yaml is collected with the exact bytes it points at, and all of
 // them are rendered together (`BUILD.yaml:12:5: error: …`, the line, a squiggle) before any action runs.
 
-import { closest, distance } from 'fastest-levenshtein';
+import damerauLevenshtein from 'damerau-levenshtein';
 
 /** A range in one source file; lines and columns are 1-based, `end` is exclusive. */
 export interface Span {
@@ -38,13 +38,23 @@ export function formatSpan(at: Span): string {
   return `${at.file}:${at.line}:${at.col}`;
 }
 
-/** `did you mean "deps"?` when a name is a small edit away from a known one, else ''. */
+/**
+ * `did you mean "deps"?` when a name is a small edit away from a known one, else ''. Ties go to the first known.
+ * Damerau–Levenshtein counts a swap of neighbouring letters as one edit, so `cdua` suggests `cuda`, not `cpu`.
+ */
 export function didYouMean(name: string, known: Iterable<string>, quote = '"'): string {
-  const candidates = [...known];
-  if (candidates.length === 0) return '';
-  const best = closest(name, candidates);
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const dist = damerauLevenshtein(name, candidate).steps;
+    if (dist < bestDistance) {
+      best = candidate;
+      bestDistance = dist;
+    }
+  }
+  if (best === undefined) return '';
   const limit = Math.max(2, Math.floor(name.length / 3));
-  return distance(name, best) <= limit ? ` (did you mean ${quote}${best}${quote}?)` : '';
+  return bestDistance <= limit ? ` (did you mean ${quote}${best}${quote}?)` : '';
 }
 
 function excerpt(at: Span, texts: SourceTexts): string {

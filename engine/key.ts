@@ -37,8 +37,11 @@ export interface KeyRecord {
   toolchain: ToolchainFacts | null;
   /** Whether the build venv sees the toolchain's own packages (torch and friends). */
   systemSitePackages: boolean;
-  /** Each dependency's label and action key: a changed dependency changes every dependent. */
-  deps: { label: string; key: string }[];
+  /**
+   * The action keys of the direct dependencies, sorted: a changed dependency changes every dependent. Labels are
+   * left out like the target's own variant name, so renaming a variant or a package rebuilds nothing.
+   */
+  deps: string[];
 }
 
 export function canonicalJson(value: unknown): string {

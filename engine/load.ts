@@ -74,11 +74,14 @@ export interface Workspace {
    * Keys are `toolchains/NAME`, `variants/NAME`, `packages/NAME`.
    */
   rejected: Set<string>;
-  /** Mistakes found while loading; analysis adds its own, and all are printed together. */
+  /**
+   * Mistakes found while loading; analysis adds its own, and all are printed together. An entry with a mistake keeps
+   * its other valid fields (see `recover`) so its references are still checked: with any diagnostic, nothing runs.
+   */
   diagnostics: Diagnostic[];
 }
 
-const envSchema: Schema = { type: 'dict', values: { type: 'scalar' }, keyPattern: ENV_NAME, keyDoc: 'a valid env variable name' };
+const envSchema: Schema = { type: 'dict', values: { type: 'scalar' }, keyPattern: ENV_NAME, keyDoc: 'a valid env variable name (letters, digits and "_", not starting with a digit)' };
 const pathList: Schema = { type: 'list', of: { type: 'string' } };
 const resourcesSchema: Schema = {
   type: 'record',
@@ -223,7 +226,13 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
     },
   });
   let syntaxErrors = 0;
+  // After a syntax error the parser's guesses on the same line are noise (`\tcmd: echo` also yields "nested
+  // mappings are not allowed"): keep the first error of each line.
+  const linesWithErrors = new Set<number>();
   for (const err of doc.errors) {
+    const errLine = lines.linePos(Math.min(err.pos[0], contentEnd)).line;
+    if (err.code !== 'DUPLICATE_KEY' && linesWithErrors.has(errLine)) continue;
+    linesWithErrors.add(errLine);
     const dup = err.code === 'DUPLICATE_KEY' ? duplicates.get(err.pos[0]) : undefined;
     if (dup) {
       diagnostics.push({ severity: 'error', message: `duplicate key "${dup.key}" (first at line ${dup.first.line})`, at: dup.at });
@@ -295,7 +304,9 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
         diagnostics.push({ severity: 'error', message: `${ownerKind} name "${name}" is not ${NAME_DOC}`, at: spanOf(keyNode, ctx) });
         continue;
       }
-      const value = check(pair.value as Node | null, schema, [section, name], ctx, `${ownerKind} "${name}"`, `${ownerKind} "${name}"`);
+      const value =
+        check(pair.value as Node | null, schema, [section, name], ctx, `${ownerKind} "${name}"`, `${ownerKind} "${name}"`) ??
+        recover(pair.value as Node | null, schema, [section, name], ctx, section === 'toolchains' ? ['python'] : []);
       if (value !== undefined) out.push([name, value as Record<string, unknown>]);
     }
     return out;
@@ -352,6 +363,26 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
   return ws;
 }
 
+/**
+ * The fields of an entry whose check failed (its mistakes already reported) that are fine on their own, so analysis
+ * can still check the entry's references (deps, variants, toolchain, source, patches) and report their mistakes in
+ * the same run. Such an entry is never built: a workspace with diagnostics stops before anything runs. Undefined
+ * when the entry is not a map or lacks a field in `needed`.
+ */
+function recover(node: Node | null, schema: Schema, path_: (string | number)[], ctx: CheckContext, needed: string[]): Record<string, unknown> | undefined {
+  if (schema.type !== 'record' || !node || !isMap(node)) return undefined;
+  const scratch: CheckContext = { ...ctx, diagnostics: [] };
+  const out: Record<string, unknown> = {};
+  for (const pair of node.items) {
+    const key = isScalar(pair.key) ? String(pair.key.value) : '';
+    const field = Object.hasOwn(schema.fields, key) ? schema.fields[key] : undefined;
+    if (!field) continue;
+    const v = check(pair.value as Node | null, field.schema, [...path_, key], scratch, `"${key}"`, '');
+    if (v !== undefined) out[key] = v;
+  }
+  return needed.every((k) => out[k] !== undefined) ? out : undefined;
+}
+
 /** The offset of the last `open` bracket before `end` that is not closed before it (quotes and comments skipped), or -1. */
 function unclosedOpener(text: string, end: number, open: '[' | '{'): number {
   const stack: number[] = [];
@@ -401,7 +432,10 @@ function loadPackage(name: string, node: Node | null, ctx: CheckContext, rules: 
       if (!fields[k]) fields[k] = { schema: { type: 'union', doc: 'anything', options: [{ type: 'scalar' }, { type: 'list', of: { type: 'scalar' } }, { type: 'dict', values: { type: 'scalar' } }] }, doc: '' };
     }
   }
-  const raw = check(node, { type: 'record', fields }, path_, ctx, owner, owner) as Record<string, unknown> | undefined;
+  const schema: Schema = { type: 'record', fields };
+  const raw = (check(node, schema, path_, ctx, owner, owner) ?? (rule ? recover(node, schema, path_, ctx, ['rule']) : undefined)) as
+    | Record<string, unknown>
+    | undefined;
   if (!raw || !rule) return;
 
   let variants: Map<string, VariantOverride> | null = null;

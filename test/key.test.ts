@@ -39,7 +39,7 @@ test('every field of the record changes the key', () => {
     { patches: [] },
     { env: { A: '1', B: '3' } },
     { systemSitePackages: true },
-    { deps: [{ label: '//x:cpu', key: 'd'.repeat(64) }] },
+    { deps: ['d'.repeat(64)] },
     {
       toolchain: {
         python: { version: '3.11.2', implementation: 'cpython', tag: 'cp311', abi: 'cp311', platform: 'linux_x86_64' },

@@ -1,0 +1,323 @@
+// Scheduling through the real `wg` binary with fast `command` targets: GPU slots and CUDA_VISIBLE_DEVICES, CPU
+// slots (-j), what a failure stops, what env reaches an action, and --dry-run. Actions record what they saw and
+// when they ran into a file outside the workspace (its path comes through the target's declared env), and the
+// tests assert on those recorded intervals, never on wall time.
+
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, it } from 'node:test';
+
+import { statuses, TempWorkspace, type BuildJson } from './rig.js';
+
+interface Interval {
+  name: string;
+  start: number;
+  end: number;
+  /** `$CUDA_VISIBLE_DEVICES`, or `unset`. */
+  devices: string;
+}
+
+/**
+ * A `command` target that records `NAME START END [DEVICES]` (nanoseconds) into `$REC` after sleeping `seconds`.
+ * `extra` is more YAML for the package, indented by four spaces.
+ */
+function sleeper(name: string, seconds: number, extra = ''): string {
+  const cmd = `s=$(date +%s%N); sleep ${seconds}; e=$(date +%s%N); echo "${name} $s $e [\${CUDA_VISIBLE_DEVICES-unset}]" >> "$REC"`;
+  return `  ${name}:\n    rule: command\n    cmd: ${JSON.stringify(cmd)}\n    env:\n      REC: REC_PATH\n${extra}`;
+}
+
+/** A workspace whose BUILD.yaml says `REC_PATH` where the record file goes; returns it with that file's path. */
+function recordingWorkspace(yaml: string): { ws: TempWorkspace; rec: string } {
+  const ws = TempWorkspace.create();
+  const rec = path.join(ws.dir, '..', 'record.txt');
+  ws.write('BUILD.yaml', yaml.replaceAll('REC_PATH', JSON.stringify(rec)));
+  return { ws, rec };
+}
+
+function readIntervals(rec: string): Interval[] {
+  return fs
+    .readFileSync(rec, 'utf8')
+    .trimEnd()
+    .split('\n')
+    .map((line) => {
+      const m = /^(\S+) (\d+) (\d+) \[(.*)\]$/.exec(line);
+      assert.ok(m, `unexpected record line ${JSON.stringify(line)}`);
+      return { name: m[1]!, start: Number(BigInt(m[2]!) / 1000n), end: Number(BigInt(m[3]!) / 1000n), devices: m[4]! };
+    });
+}
+
+/** The largest number of intervals running at one moment (an end at the same instant as a start does not overlap). */
+function maxOverlap(intervals: Interval[]): number {
+  const events = intervals.flatMap((i) => [
+    { t: i.start, d: 1 },
+    { t: i.end, d: -1 },
+  ]);
+  events.sort((a, b) => a.t - b.t || a.d - b.d);
+  let now = 0;
+  let max = 0;
+  for (const e of events) {
+    now += e.d;
+    max = Math.max(max, now);
+  }
+  return max;
+}
+
+function overlaps(a: Interval, b: Interval): boolean {
+  return a.start < b.end && b.start < a.end;
+}
+
+describe('GPU slots', () => {
+  const yaml =
+    'variants:\n  gpu:\n    resources:\n      gpus: 1\n  cpu: {}\npackages:\n' +
+    sleeper('t1', 0.5, '    variants: [gpu]\n') +
+    sleeper('t2', 0.5, '    variants: [gpu]\n') +
+    sleeper('t3', 0.5, '    variants: [gpu]\n') +
+    sleeper('t4', 0.5, '    variants: [gpu]\n') +
+    // The fifth asks for its GPU in its own resources, in a variant that has none.
+    sleeper('t5', 0.5, '    variants: [cpu]\n    resources:\n      gpus: 1\n') +
+    sleeper('nogpu', 0.1, '    variants: [cpu]\n');
+
+  it('--gpus 2: at most two GPU actions at once, each on exactly one device, never sharing it', async () => {
+    const { ws, rec } = recordingWorkspace(yaml);
+    try {
+      const result = await ws.build(['--gpus', '2', '-j', '8']);
+      assert.deepEqual(Object.values(statuses(result)), ['built', 'built', 'built', 'built', 'built', 'built']);
+      const all = readIntervals(rec);
+      const gpu = all.filter((i) => i.name !== 'nogpu');
+      assert.deepEqual(gpu.map((i) => i.name).sort(), ['t1', 't2', 't3', 't4', 't5']);
+      for (const i of gpu) assert.ok(i.devices === '0' || i.devices === '1', `${i.name} saw CUDA_VISIBLE_DEVICES=${i.devices}`);
+      // Two slots, and with 8 CPU slots nothing else holds the actions back: exactly two run together.
+      assert.equal(maxOverlap(gpu), 2);
+      for (const a of gpu) {
+        for (const b of gpu) {
+          if (a !== b && overlaps(a, b)) assert.notEqual(a.devices, b.devices, `${a.name} and ${b.name} ran together on GPU ${a.devices}`);
+        }
+      }
+      // A target that declares no GPU sees an empty (not unset) list, which hides every device.
+      assert.deepEqual(
+        all.filter((i) => i.name === 'nogpu').map((i) => i.devices),
+        [''],
+      );
+    } finally {
+      ws.remove();
+    }
+  });
+
+  it('--gpus 0,3 hands out devices 0 and 3 only', async () => {
+    const { ws, rec } = recordingWorkspace(yaml);
+    try {
+      await ws.build(['--gpus', '0,3', '-j', '8']);
+      const gpu = readIntervals(rec).filter((i) => i.name !== 'nogpu');
+      assert.equal(gpu.length, 5);
+      assert.deepEqual([...new Set(gpu.map((i) => i.devices))].sort(), ['0', '3']);
+      for (const a of gpu) {
+        for (const b of gpu) {
+          if (a !== b && overlaps(a, b)) assert.notEqual(a.devices, b.devices, `${a.name} and ${b.name} ran together on GPU ${a.devices}`);
+        }
+      }
+    } finally {
+      ws.remove();
+    }
+  });
+
+  it('a target needing more GPUs than there are slots is refused before anything runs', async () => {
+    const { ws, rec } = recordingWorkspace(
+      'variants:\n  gpu:\n    resources:\n      gpus: 1\npackages:\n' + sleeper('big', 0, '    resources:\n      gpus: 2\n') + sleeper('small', 0),
+    );
+    try {
+      const r = await ws.run(['build', '--gpus', '1']);
+      assert.equal(r.stderr, 'wg: error: //big:gpu needs 2 GPUs, but there is 1 GPU slot (declare them with --gpus N or --gpus 0,3)\n');
+      assert.equal(r.code, 2);
+      assert.equal(fs.existsSync(rec), false, 'an action ran');
+      const none = await ws.run(['build', '//small:gpu']);
+      assert.equal(none.stderr, 'wg: error: //small:gpu needs 1 GPU, but there are 0 GPU slots (declare them with --gpus N or --gpus 0,3)\n');
+      assert.equal(none.code, 2);
+      assert.equal(fs.existsSync(rec), false, 'an action ran');
+    } finally {
+      ws.remove();
+    }
+  });
+});
+
+describe('CPU slots', () => {
+  const yaml = 'variants:\n  cpu: {}\npackages:\n' + sleeper('s1', 0.4) + sleeper('s2', 0.4) + sleeper('s3', 0.4);
+
+  for (const [jobs, expected] of [
+    [1, 1],
+    [2, 2],
+  ] as const) {
+    it(`-j ${jobs}: at most ${expected} independent action${expected > 1 ? 's' : ''} at once`, async () => {
+      const { ws, rec } = recordingWorkspace(yaml);
+      try {
+        await ws.build(['-j', String(jobs)]);
+        const intervals = readIntervals(rec);
+        assert.equal(intervals.length, 3);
+        assert.equal(maxOverlap(intervals), expected);
+      } finally {
+        ws.remove();
+      }
+    });
+  }
+});
+
+describe('failures', () => {
+  // `a` fails; `c` and `d` depend on it; `b` is independent. With -j 1, `a` starts first: it has the most dependents.
+  const files = (ws: TempWorkspace): string =>
+    `variants:
+  cpu: {}
+packages:
+  a:
+    rule: command
+    cmd: 'echo ran >> "$RUNS"/a; echo "a is broken" >&2; exit 3'
+    env: {RUNS: ${JSON.stringify(path.join(ws.dir, '..'))}}
+  b:
+    rule: command
+    cmd: 'echo ran >> "$RUNS"/b'
+    env: {RUNS: ${JSON.stringify(path.join(ws.dir, '..'))}}
+  c:
+    rule: command
+    cmd: 'true'
+    deps: [a]
+  d:
+    rule: command
+    cmd: 'true'
+    deps: [c]
+`;
+  const runs = (ws: TempWorkspace, name: string): number => {
+    const file = path.join(ws.dir, '..', name);
+    return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').length - 1 : 0;
+  };
+  const errors = (result: BuildJson): Record<string, string | null> => Object.fromEntries(result.targets.map((t) => [t.label, t.error]));
+
+  it('without --keep-going a failure stops new work; nothing failed is cached', async () => {
+    const ws = TempWorkspace.create();
+    try {
+      ws.write('BUILD.yaml', files(ws));
+      const first = await ws.build(['-j', '1'], { expectCode: 1 });
+      assert.equal(first.ok, false);
+      assert.deepEqual(statuses(first), { '//a:cpu': 'failed', '//b:cpu': 'skipped', '//c:cpu': 'skipped', '//d:cpu': 'skipped' });
+      assert.deepEqual(errors(first), {
+        '//a:cpu': 'command failed: sh exited with code 3',
+        '//b:cpu': 'the build stopped after a failure',
+        '//c:cpu': 'dependency //a:cpu failed',
+        '//d:cpu': 'dependency //a:cpu failed',
+      });
+      assert.equal(runs(ws, 'a'), 1);
+      assert.equal(runs(ws, 'b'), 0, 'b started after a had failed');
+      assert.match(first.stderr, /^FAILED \/\/a:cpu: command failed: sh exited with code 3\n(?:  \| .*\n)*  \| a is broken\n/m);
+
+      const again = await ws.build(['-j', '1'], { expectCode: 1 });
+      assert.equal(statuses(again)['//a:cpu'], 'failed');
+      assert.equal(runs(ws, 'a'), 2, 'the failed action was not run again');
+    } finally {
+      ws.remove();
+    }
+  });
+
+  it('with --keep-going everything not depending on the failure is built; a rerun runs the failure again', async () => {
+    const ws = TempWorkspace.create();
+    try {
+      ws.write('BUILD.yaml', files(ws));
+      const first = await ws.build(['-j', '1', '--keep-going'], { expectCode: 1 });
+      assert.deepEqual(statuses(first), { '//a:cpu': 'failed', '//b:cpu': 'built', '//c:cpu': 'skipped', '//d:cpu': 'skipped' });
+      assert.deepEqual(errors(first), {
+        '//a:cpu': 'command failed: sh exited with code 3',
+        '//b:cpu': null,
+        '//c:cpu': 'dependency //a:cpu failed',
+        '//d:cpu': 'dependency //a:cpu failed',
+      });
+      assert.match(first.stderr, /^skipped \/\/c:cpu: dependency \/\/a:cpu failed$/m);
+      assert.match(first.stderr, /^skipped \/\/d:cpu: dependency \/\/a:cpu failed$/m);
+
+      const again = await ws.build(['-j', '1', '--keep-going'], { expectCode: 1 });
+      assert.deepEqual(statuses(again), { '//a:cpu': 'failed', '//b:cpu': 'cached', '//c:cpu': 'skipped', '//d:cpu': 'skipped' });
+      assert.equal(runs(ws, 'a'), 2);
+      assert.equal(runs(ws, 'b'), 1);
+    } finally {
+      ws.remove();
+    }
+  });
+});
+
+describe('the env of an action', () => {
+  it('holds declared variables only, and a HOME of its own', async () => {
+    const { ws, rec } = recordingWorkspace(
+      `variants:
+  cpu:
+    env:
+      FROM_VARIANT: v
+packages:
+  probe:
+    rule: command
+    cmd: 'echo "FOO=\${FOO-unset} DECLARED=\${DECLARED-unset} FROM_VARIANT=\${FROM_VARIANT-unset} HOME=$HOME" > "$REC"'
+    env:
+      REC: REC_PATH
+      DECLARED: "yes"
+`,
+    );
+    const fakeHome = path.join(ws.dir, '..', 'user-home');
+    try {
+      fs.mkdirSync(fakeHome);
+      await ws.build([], { env: { FOO: 'bar', DECLARED: 'from-the-caller', FROM_VARIANT: 'from-the-caller', HOME: fakeHome } });
+      const m = /^FOO=(.*) DECLARED=(.*) FROM_VARIANT=(.*) HOME=(.*)$/.exec(fs.readFileSync(rec, 'utf8').trimEnd());
+      assert.ok(m, fs.readFileSync(rec, 'utf8'));
+      assert.deepEqual(m.slice(1, 4), ['unset', 'yes', 'v']);
+      const home = m[4]!;
+      assert.notEqual(home, '');
+      assert.notEqual(home, fakeHome);
+      assert.notEqual(home, os.homedir());
+      assert.notEqual(home, process.env['HOME']);
+    } finally {
+      ws.remove();
+    }
+  });
+});
+
+describe('--dry-run --json', () => {
+  it('says would-build, then cached after a build, with the keys of the real build, and runs nothing', async () => {
+    const ws = TempWorkspace.create();
+    const sentinel = path.join(ws.dir, '..', 'sentinel');
+    try {
+      ws.write(
+        'BUILD.yaml',
+        `variants:
+  cpu: {}
+  other:
+    env: {FLAVOR: other}
+packages:
+  gen:
+    rule: command
+    cmd: [touch, ${JSON.stringify(sentinel)}]
+  use:
+    rule: command
+    cmd: 'true'
+    deps: [gen]
+`,
+      );
+      const keysOf = (r: BuildJson): Record<string, string> => Object.fromEntries(r.targets.map((t) => [t.label, t.key]));
+      const labels = ['//gen:cpu', '//gen:other', '//use:cpu', '//use:other'];
+
+      const dry = await ws.build(['--dry-run']);
+      assert.deepEqual(statuses(dry), Object.fromEntries(labels.map((l) => [l, 'would-build'])));
+      assert.equal(fs.existsSync(sentinel), false, 'an action ran in a dry run');
+      assert.equal(fs.existsSync(ws.path('wg-out')), false, 'a dry run wrote wg-out');
+      for (const key of Object.values(keysOf(dry))) assert.match(key, /^[0-9a-f]{64}$/);
+      assert.equal(new Set(Object.values(keysOf(dry))).size, 4);
+
+      const real = await ws.build();
+      assert.deepEqual(statuses(real), Object.fromEntries(labels.map((l) => [l, 'built'])));
+      assert.deepEqual(keysOf(real), keysOf(dry));
+      assert.equal(fs.existsSync(sentinel), true, 'the sentinel target did not run in the real build');
+      fs.rmSync(sentinel);
+
+      const after = await ws.build(['--dry-run']);
+      assert.deepEqual(statuses(after), Object.fromEntries(labels.map((l) => [l, 'cached'])));
+      assert.deepEqual(keysOf(after), keysOf(real));
+      assert.equal(fs.existsSync(sentinel), false, 'an action ran in a dry run');
+    } finally {
+      ws.remove();
+    }
+  });
+});
