@@ -4,6 +4,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import PQueue from 'p-queue';
 import { LocalStore, type ActionResult } from '../cache/local-store.js';
 import { builtinRules } from '../rules/registry.js';
 import type { Rule, Toolchain } from '../rules/rule.js';
@@ -45,6 +46,8 @@ export interface BuildReport {
   interrupted: boolean;
   durationMs: number;
 }
+
+const RESTORE_CONCURRENCY = 32;
 
 /** Selection mistakes on the command line (as opposed to BUILD.yaml): exit code 2, no source position. */
 export class UsageError extends Error {}
@@ -125,14 +128,20 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
       return out;
     };
 
+    // Restoring cached results is pure file-system work (link, rename); a bounded queue overlaps the syscalls
+    // without opening thousands of files at once.
+    const restore = new PQueue({ concurrency: RESTORE_CONCURRENCY });
     for (const p of planned.values()) {
       const hit = results.get(p.target.label);
       if (!hit) continue;
-      const files = await materialize(p, hit);
-      await store.materialize(hit.log.digest, files.log, 0o444);
-      report(p, 'cached', files);
-      emit({ type: 'cached', label: p.target.label, key: p.key });
+      void restore.add(async () => {
+        const files = await materialize(p, hit);
+        await store.materialize(hit.log.digest, files.log, 0o444);
+        report(p, 'cached', files);
+        emit({ type: 'cached', label: p.target.label, key: p.key });
+      });
     }
+    await restore.onIdle();
 
     const jobs: Job[] = stale.map((p) => ({
       label: p.target.label,
