@@ -102,9 +102,8 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
         stale.push(p);
       }
     }
-    emit({ type: 'plan', total: planned.size, toBuild: stale.length, cached: planned.size - stale.length });
-
     if (options.dryRun) {
+      emit({ type: 'plan', total: planned.size, toBuild: stale.length, cached: planned.size - stale.length });
       for (const p of planned.values()) {
         const cached = results.has(p.target.label);
         report(p, cached ? 'cached' : 'would-build');
@@ -112,6 +111,22 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
       return { targets: order.map((l) => reports.get(l)!), ok: true, interrupted: false, durationMs: Date.now() - started };
     }
 
+    // What each label last put into this workspace's wg-out, so a rebuild that fails can take the stale files away:
+    // the wheelhouse must never offer a wheel that the current BUILD.yaml does not produce.
+    const history = store.kv('history');
+    const historyId = (label: Label): string => `outputs:${options.root}:${label}`;
+    const remember = (p: Planned, files: { wheels: string[]; files: string[] }): void => {
+      history.put(historyId(p.target.label), { key: p.key, files: [...files.wheels, ...files.files] });
+    };
+    const forgetOutputs = (label: Label): void => {
+      const last = history.get(historyId(label)) as { files?: unknown } | undefined;
+      if (!last || !Array.isArray(last.files)) return;
+      for (const f of last.files) {
+        if (typeof f !== 'string' || !f.startsWith(wgOut + path.sep)) continue;
+        const owner = materialized.get(f);
+        if (owner === undefined || owner === label) fs.rmSync(f, { force: true });
+      }
+    };
     const materialized = new Map<string, Label>();
     const materialize = async (p: Planned, result: ActionResult): Promise<{ wheels: string[]; files: string[]; log: string }> => {
       const out = { wheels: [] as string[], files: [] as string[], log: logPath(wgOut, p.target.label) };
@@ -135,13 +150,23 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
       const hit = results.get(p.target.label);
       if (!hit) continue;
       void restore.add(async () => {
-        const files = await materialize(p, hit);
-        await store.materialize(hit.log.digest, files.log, 0o444);
-        report(p, 'cached', files);
-        emit({ type: 'cached', label: p.target.label, key: p.key });
+        try {
+          const files = await materialize(p, hit);
+          await store.materialize(hit.log.digest, files.log, 0o444);
+          remember(p, files);
+          report(p, 'cached', files);
+          emit({ type: 'cached', label: p.target.label, key: p.key });
+        } catch (e) {
+          // A blob damaged between lookup and restore (or a wg-out folder we cannot write into for this file)
+          // makes the hit unusable; building it again is always correct.
+          emit({ type: 'warning', message: `cannot restore the cached result of ${p.target.label} (${(e as Error).message}); rebuilding` });
+          results.delete(p.target.label);
+          stale.push(p);
+        }
       });
     }
     await restore.onIdle();
+    emit({ type: 'plan', total: planned.size, toBuild: stale.length, cached: planned.size - stale.length });
 
     const jobs: Job[] = stale.map((p) => ({
       label: p.target.label,
@@ -154,6 +179,7 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
       emit({ type: 'started', label: job.label, key: p.key, mnemonic: p.plan.mnemonic, gpus: grant.gpus });
       const log = logPath(wgOut, job.label);
       if (fs.existsSync(log)) fs.rmSync(log, { force: true });
+      forgetOutputs(job.label);
       const t0 = Date.now();
       try {
         const deps = analysis.graph.closure(p.target.deps).map((l) => ({ label: l as string, result: results.get(l)! }));
@@ -174,6 +200,7 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
         );
         results.set(job.label, result);
         const files = await materialize(p, result);
+        remember(p, files);
         report(p, 'built', { ...files, durationMs: Date.now() - t0 });
         emit({ type: 'built', label: job.label, key: p.key, durationMs: Date.now() - t0 });
         return 'ok';

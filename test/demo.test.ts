@@ -338,5 +338,17 @@ describe('the demo workspace', () => {
     const ok = await ws.build(['//greet:cpu']);
     assert.deepEqual(statuses(ok), { '//greet:cpu': 'built' });
     assert.equal(filesUnder(path.join(ws.cacheDir, 'cas')).length, 2, 'the wheel and the log');
+
+    // A good wheel in the wheelhouse is taken away when the target's next build fails: the wheelhouse only
+    // offers what the current BUILD.yaml produces.
+    const wheel = target(ok, '//greet:cpu').wheels[0]!;
+    assert.ok(fs.existsSync(wheel));
+    ws.write('BUILD.yaml', yaml.replace(goodTest, '    test: python -c "raise SystemExit(4)"'));
+    await ws.build(['//greet:cpu'], { expectCode: 1 });
+    assert.equal(fs.existsSync(wheel), false, 'the stale wheel is still in the wheelhouse');
+    ws.write('BUILD.yaml', yaml);
+    const again = await ws.build(['//greet:cpu']);
+    assert.deepEqual(statuses(again), { '//greet:cpu': 'cached' });
+    assert.ok(fs.existsSync(wheel));
   });
 });
