@@ -36,6 +36,8 @@ export type KvName = 'probes' | 'history' | 'records';
 export interface Kv {
   get(id: string): unknown;
   put(id: string, value: unknown): void;
+  /** Many puts in one synchronous transaction: one commit instead of one per entry. */
+  putMany(entries: [string, unknown][]): void;
 }
 
 // Virtual address space only: LMDB does not grow the file to this size, and lmdb-js enlarges the map itself
@@ -80,7 +82,11 @@ export class LocalStore {
     const kv = (name: KvName): Kv => {
       const db = this.root.openDB<unknown, string>({ name });
       // putSync so a get right after a put sees it; these values are small and rare.
-      return { get: (id) => db.get(boundedKey(id)), put: (id, value) => db.putSync(boundedKey(id), value) };
+      return {
+        get: (id) => db.get(boundedKey(id)),
+        put: (id, value) => db.putSync(boundedKey(id), value),
+        putMany: (entries) => db.transactionSync(() => entries.forEach(([id, value]) => db.putSync(boundedKey(id), value))),
+      };
     };
     this.kvs = { probes: kv('probes'), history: kv('history'), records: kv('records') };
   }
@@ -157,6 +163,11 @@ export class LocalStore {
 
   blobPath(digest: string): string {
     return this.cas.path(digest);
+  }
+
+  /** true when the CAS holds this blob intact (checked like a hit's blobs; a remote download can then skip it). */
+  hasBlob(digest: string, size: number): boolean {
+    return this.cas.verifySync(digest, size).ok;
   }
 
   materialize(digest: string, dest: string, mode: number): Promise<void> {

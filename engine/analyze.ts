@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Rule } from '../rules/rule.js';
 import { didYouMean, type Diagnostic } from './diagnostics.js';
+import { Configurer } from './configure.js';
 import { TargetGraph } from './graph.js';
 import { makeLabel, parseDepRef, parsePattern, type Label } from './label.js';
 import type { PackageDecl, Resources, VariantDecl, Workspace } from './load.js';
@@ -16,10 +17,14 @@ export interface ConfiguredTarget {
   rule: Rule;
   /** Toolchain name, or null for rules that need none and variants that declare none. */
   toolchain: string | null;
-  /** Variant env, then package env, then the package's override for this variant; later wins. */
+  /** The resolved declared env: BUILD.yaml, env files and overrides, in the order engine/env-file.ts resolveEnv fixes. */
   env: Record<string, string>;
-  /** Workspace-relative patch paths in application order. */
+  /** Workspace-relative patch paths in application order: discovered folders, then the `patches:` lists. */
   patches: string[];
+  /** Variables whose values come from wg's environment at build time (in the key). */
+  passEnv: string[];
+  /** Variables passed from wg's environment but kept out of the key, the stored result and the logs. */
+  secretEnv: string[];
   deps: Label[];
   resources: Resources;
   systemSitePackages: boolean;
@@ -33,10 +38,8 @@ export interface Analysis {
 export interface AnalysisResult {
   analysis: Analysis;
   diagnostics: Diagnostic[];
-}
-
-function variantsOf(pkg: PackageDecl, ws: Workspace): string[] {
-  return pkg.variants ? [...pkg.variants.keys()].filter((v) => ws.variants.has(v)) : [...ws.variants.keys()];
+  /** Things that build but are probably not what was meant (patch folders for another version): printed, never fatal. */
+  warnings: Diagnostic[];
 }
 
 /** Analyzes what loaded; the result's diagnostics include the workspace's own load diagnostics. */
@@ -51,6 +54,14 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
   };
   const targets = new Map<Label, ConfiguredTarget>();
   const graph = new TargetGraph();
+  const warnings: Diagnostic[] = [];
+  const configurer = new Configurer(
+    ws,
+    (d) => error(d.message, d.at, d.notes),
+    (message) => {
+      if (!warnings.some((w) => w.message === message)) warnings.push({ severity: 'warning', message });
+    },
+  );
 
   for (const variant of ws.variants.values()) {
     if (variant.toolchain !== null && !ws.toolchains.has(variant.toolchain) && !ws.rejected.has(`toolchains/${variant.toolchain}`)) {
@@ -63,28 +74,15 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
 
   for (const pkg of ws.packages.values()) {
     const rule = rules.get(pkg.rule)!;
-    if (pkg.source !== null) {
-      const src = path.resolve(ws.root, pkg.source);
+    if (pkg.source?.kind === 'path') {
+      const src = path.resolve(ws.root, pkg.source.path);
       if (!fs.existsSync(src) || !fs.statSync(src).isDirectory()) {
-        error(`source folder "${pkg.source}" of package "${pkg.name}" does not exist`, ws.spans.value(['packages', pkg.name, 'source']));
+        error(`source folder "${pkg.source.path}" of package "${pkg.name}" does not exist`, ws.spans.value(['packages', pkg.name, 'source']));
       }
     }
-    const checkPatch = (p: string, at: Parameters<typeof error>[1]): void => {
-      if (!fs.existsSync(path.resolve(ws.root, p))) error(`patch "${p}" of package "${pkg.name}" does not exist`, at);
-    };
-    pkg.patches.forEach((p, i) => checkPatch(p, ws.spans.value(['packages', pkg.name, 'patches', i])));
-    for (const [name, override] of pkg.variants ?? []) {
-      if (!ws.variants.has(name) && !ws.rejected.has(`variants/${name}`)) {
-        error(
-          `package "${pkg.name}" names unknown variant "${name}"${didYouMean(name, ws.variants.keys())}`,
-          ws.spans.keyOnly(['packages', pkg.name, 'variants', name]) ??
-            ws.spans.value(['packages', pkg.name, 'variants', [...pkg.variants!.keys()].indexOf(name)]),
-        );
-      }
-      override.patches.forEach((p, i) => checkPatch(p, ws.spans.value(['packages', pkg.name, 'variants', name, 'patches', i])));
-    }
+    configurer.checkPackage(pkg);
 
-    for (const variantName of variantsOf(pkg, ws)) {
+    for (const variantName of configurer.variantsOf(pkg).keys()) {
       const variant = ws.variants.get(variantName)!;
       const label = makeLabel(pkg.name, variantName);
       if (rule.needsToolchain && variant.toolchain === null) {
@@ -93,11 +91,13 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
           ws.spans.key(['variants', variantName]),
         );
       }
-      const override = pkg.variants?.get(variantName);
+      const config = configurer.configure(pkg, variant);
       const resources: Resources = {
         cpus: pkg.resources.cpus ?? variant.resources.cpus ?? 1,
         memory: pkg.resources.memory ?? variant.resources.memory ?? 0,
         gpus: pkg.resources.gpus ?? variant.resources.gpus ?? 0,
+        nvccThreads: pkg.resources.nvccThreads ?? variant.resources.nvccThreads ?? 0,
+        timeoutMs: pkg.resources.timeoutMs ?? variant.resources.timeoutMs ?? 0,
       };
       targets.set(label, {
         label,
@@ -105,8 +105,10 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
         variant,
         rule,
         toolchain: variant.toolchain,
-        env: { ...variant.env, ...pkg.env, ...(override?.env ?? {}) },
-        patches: [...pkg.patches, ...(override?.patches ?? [])],
+        env: config.env,
+        patches: config.patches,
+        passEnv: config.passEnv,
+        secretEnv: config.secretEnv,
         deps: [],
         resources,
         systemSitePackages: pkg.systemSitePackages ?? variant.systemSitePackages ?? false,
@@ -118,8 +120,8 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
   // Dependencies are resolved once all targets exist, so a dep may name a package declared further down.
   for (const target of targets.values()) {
     const pkg = target.package;
-    pkg.deps.forEach((text, i) => {
-      const at = ws.spans.value(['packages', pkg.name, 'deps', i]);
+    dependencyRefs(pkg, target.rule).forEach(({ text, path: refPath }) => {
+      const at = ws.spans.value(['packages', pkg.name, ...refPath]);
       const ref = parseDepRef(text);
       if (!ref.ok) return error(ref.error, at);
       const depPkg = ws.packages.get(ref.value.package);
@@ -157,11 +159,11 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
     const notes = cycle.slice(0, -1).map((from, i) => {
       const to = cycle[i + 1]!;
       const pkg = targets.get(from)!.package;
-      const idx = pkg.deps.findIndex((d) => {
-        const ref = parseDepRef(d);
-        return ref.ok && ref.value.package === targets.get(to)!.package.name;
+      const ref = dependencyRefs(pkg, targets.get(from)!.rule).find((r) => {
+        const parsed = parseDepRef(r.text);
+        return parsed.ok && parsed.value.package === targets.get(to)!.package.name;
       });
-      const at = ws.spans.value(['packages', pkg.name, 'deps', idx]);
+      const at = ws.spans.value(['packages', pkg.name, ...(ref?.path ?? ['deps'])]);
       return { message: `${from} depends on ${to}`, ...(at ? { at } : {}) };
     });
     const id = notes.map((n) => (n.at ? `${n.at.line}:${n.at.col}` : n.message)).join(' ');
@@ -174,7 +176,21 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
     error(`dependency cycle: ${cycle.join(' -> ')}${also}`, notes[0]?.at, notes);
   }
 
-  return { analysis: { targets, graph }, diagnostics };
+  configurer.checkEnvFolder();
+  return { analysis: { targets, graph }, diagnostics, warnings };
+}
+
+/** Every target reference of a package: `deps`, then each attribute its rule marks `refs`, with its BUILD.yaml path. */
+function dependencyRefs(pkg: PackageDecl, rule: Rule): { text: string; path: (string | number)[] }[] {
+  const refs = pkg.deps.map((text, i) => ({ text, path: ['deps', i] as (string | number)[] }));
+  for (const [attr, spec] of Object.entries(rule.attrs)) {
+    const value = pkg.attrs[attr];
+    if (!spec.refs || !Array.isArray(value)) continue;
+    value.forEach((text, i) => {
+      if (typeof text === 'string') refs.push({ text, path: [attr, i] });
+    });
+  }
+  return refs;
 }
 
 /** Expands patterns into the selected labels (their dependencies not included). */
@@ -199,13 +215,14 @@ export function selectTargets(patterns: string[], analysis: Analysis, ws: Worksp
       errors.push(`unknown target '${text}': no package "${p.package}"${suggestion()}`);
       continue;
     }
-    if (p.variant !== '*' && !ws.variants.has(p.variant)) {
+    // A matrix group name selects every variant it generated (`//...:gpu`).
+    if (p.variant !== '*' && !ws.variants.has(p.variant) && !ws.groups.has(p.variant)) {
       errors.push(`unknown target '${text}': no variant "${p.variant}"${suggestion()}`);
       continue;
     }
     const matches = all.filter((l) => {
       const t = analysis.targets.get(l)!;
-      return (p.package === '...' || t.package.name === p.package) && (p.variant === '*' || t.variant.name === p.variant);
+      return (p.package === '...' || t.package.name === p.package) && (p.variant === '*' || t.variant.name === p.variant || t.variant.group === p.variant);
     });
     if (matches.length === 0) {
       errors.push(`unknown target '${text}': package "${p.package}" is not built in variant "${p.variant}"`);

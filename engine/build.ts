@@ -9,16 +9,27 @@ import { LocalStore, type ActionResult } from '../cache/local-store.js';
 import { builtinRules } from '../rules/registry.js';
 import type { Rule, Toolchain } from '../rules/rule.js';
 import { listTree, SourceError, treeDigest, type TreeEntry } from '../rules/source-path.js';
+import { SourceNotFoundError, SourceUnavailableError } from '../rules/source-url.js';
+import { resolveSource, type ResolvedSource } from '../rules/sources.js';
 import { probeToolchain, ToolchainError } from '../rules/toolchain.js';
-import { analyze, selectTargets, type ConfiguredTarget } from './analyze.js';
+import { analyze, selectTargets, type Analysis, type ConfiguredTarget } from './analyze.js';
+import { missingSecrets, passedValues } from './configure.js';
 import { DiagnosticError, type Diagnostic } from './diagnostics.js';
+import { LastBuilds } from './last-build.js';
+import { History } from './history.js';
 import type { BuildEvent, Listener, TargetStatus } from './events.js';
 import { ActionFailure, executeAction } from './executor.js';
+import { Ledger } from './ledger.js';
+import { detectGpus } from './machine.js';
+import { processGroups } from './process-group.js';
 import { actionKey, KEY_FORMAT, type ActionKey, type KeyRecord } from './key.js';
 import type { Label } from './label.js';
 import { loadWorkspace, type Workspace } from './load.js';
 import { logPath, OUT_DIR, outputPath } from './outputs.js';
-import { schedule, type Grant, type Job, type Limits } from './scheduler.js';
+import { loadPlugins, runPostBuildHooks, withoutPlugins, type LoadedPlugin, type Plugins } from './plugins.js';
+import { resolveRemote, type RemoteFlags } from './remote-config.js';
+import type { RemoteStats, TieredCache } from '../cache/tiered-cache.js';
+import { schedule, type Grant, type Job, type Limits, type ScheduleOrder } from './scheduler.js';
 
 export interface BuildOptions {
   root: string;
@@ -26,7 +37,12 @@ export interface BuildOptions {
   cacheDir: string;
   dryRun: boolean;
   keepGoing: boolean;
-  limits: Limits;
+  /** GPU slots null: those nvidia-smi lists, asked only when a selected target needs a GPU. */
+  limits: Omit<Limits, 'gpus'> & { gpus: number[] | null };
+  /** Which ready action goes first; `fifo` exists for the scheduling benchmark's baseline. */
+  scheduleOrder?: ScheduleOrder;
+  /** Remote cache flags (BUILD.yaml's remote_cache and WG_REMOTE_* fill in the rest). */
+  remote?: RemoteFlags;
 }
 
 export interface TargetReport {
@@ -38,6 +54,8 @@ export interface TargetReport {
   log: string | null;
   durationMs: number | null;
   error: string | null;
+  /** With --dry-run, for targets that would build: the duration remembered from earlier builds, if any. */
+  estimateMs?: number | null;
 }
 
 export interface BuildReport {
@@ -45,6 +63,8 @@ export interface BuildReport {
   ok: boolean;
   interrupted: boolean;
   durationMs: number;
+  /** What the remote cache did, when one is configured. */
+  remote?: RemoteStats;
 }
 
 const RESTORE_CONCURRENCY = 32;
@@ -52,39 +72,128 @@ const RESTORE_CONCURRENCY = 32;
 /** Selection mistakes on the command line (as opposed to BUILD.yaml): exit code 2, no source position. */
 export class UsageError extends Error {}
 
-interface Planned {
+/** A target with its action key computed, exactly as `wg build` (and `--dry-run`, `wg explain`) sees it. */
+export interface Planned {
   target: ConfiguredTarget;
   key: ActionKey;
   record: KeyRecord;
+  /** A folder source's tree as hashed (null for remote sources and packages without one). */
   source: { root: string; entries: TreeEntry[] } | null;
+  /** A git, URL or index source, resolved: its identity is in `record`, and it puts that content in the sandbox. */
+  remoteSource: ResolvedSource | null;
   plan: ReturnType<Rule['plan']>;
   toolchain: Toolchain | null;
 }
 
+/** The checked workspace and the targets the patterns select: what every command needs before it plans keys. */
+export interface Selection {
+  ws: Workspace;
+  analysis: Analysis;
+  /** The targets the patterns name, their dependencies not included. */
+  selected: Label[];
+  /** The selected targets and everything they depend on, dependencies first. */
+  order: Label[];
+  /** The rules (built-in and from plugins) the workspace was checked with, and the plugins' hooks. */
+  plugins: Plugins;
+  /** Analysis warnings (patch folders for another version, env files nobody reads), for the caller to show. */
+  warnings: string[];
+}
+
+/**
+ * Load → analyze → select; throws DiagnosticError (BUILD.yaml mistakes) or UsageError (bad patterns). `plugins`
+ * comes from `await loadPlugins(root)`; without it only built-in rules are known (and plugin rules are unknown).
+ */
+export function loadSelection(root: string, patterns: string[], plugins: Plugins = withoutPlugins()): Selection {
+  const rules = plugins.rules;
+  const ws = loadWorkspace(root, rules);
+  const { analysis, diagnostics, warnings } = analyze(ws, rules);
+  if (plugins.diagnostics.length + diagnostics.length > 0) throw new DiagnosticError([...plugins.diagnostics, ...diagnostics, ...warnings]);
+  const selection = selectTargets(patterns, analysis, ws);
+  if (selection.errors.length > 0) throw new UsageError(selection.errors.join('\n'));
+  return { ws, analysis, selected: selection.labels, order: analysis.graph.closure(selection.labels), plugins, warnings: warnings.map((w) => w.message) };
+}
+
+/** Probes the toolchains and computes every key of `order`: the planning half of a build, which runs nothing. */
+export async function planSelection(sel: Selection, store: LocalStore, cacheDir: string): Promise<Map<Label, Planned>> {
+  const toolchains = await probeToolchains(sel.ws, sel.order.map((l) => sel.analysis.targets.get(l)!), store, cacheDir);
+  const remote = await resolveSources(sel.ws, sel.order.map((l) => sel.analysis.targets.get(l)!), cacheDir);
+  return planTargets(sel.ws, sel.order, sel.analysis.targets, toolchains, store, remote, sel.plugins.ruleOrigin);
+}
+
+/** Sources resolved per build at most this many at a time (each may be a `git ls-remote` or an index request). */
+const RESOLVE_CONCURRENCY = 8;
+
+/**
+ * Resolves the git, URL and index sources of the targets' packages, once per package, before anything runs. What a
+ * remote says does not exist (a branch, a project, a version) is a BUILD.yaml diagnostic at the field that names it
+ * (exit 2); a remote that cannot be asked is a SourceUnavailableError (exit 1): BUILD.yaml may be right, and the
+ * same command may work once the network is back.
+ */
+async function resolveSources(ws: Workspace, targets: ConfiguredTarget[], cacheDir: string): Promise<Map<string, ResolvedSource>> {
+  const packages = new Map(targets.map((t) => [t.package.name, t.package]));
+  const out = new Map<string, ResolvedSource>();
+  const diagnostics: Diagnostic[] = [];
+  const unavailable: string[] = [];
+  const queue = new PQueue({ concurrency: RESOLVE_CONCURRENCY });
+  for (const pkg of packages.values()) {
+    const decl = pkg.source;
+    if (!decl || decl.kind === 'path') continue;
+    void queue.add(async () => {
+      try {
+        out.set(pkg.name, await resolveSource(decl, cacheDir));
+      } catch (e) {
+        if (e instanceof SourceNotFoundError) {
+          const at = ws.spans.value(['packages', pkg.name, 'source', e.field]);
+          diagnostics.push({ severity: 'error', message: `source of package "${pkg.name}": ${e.message}`, ...(at ? { at } : {}) });
+        } else if (e instanceof SourceUnavailableError) {
+          unavailable.push(`source of package "${pkg.name}": ${e.message}`);
+        } else throw e;
+      }
+    });
+  }
+  await queue.onIdle();
+  if (diagnostics.length > 0) throw new DiagnosticError(diagnostics);
+  if (unavailable.length > 0) throw new SourceUnavailableError(unavailable.sort().join('\n'));
+  return out;
+}
+
 export async function runBuild(options: BuildOptions, emit: Listener, signal: AbortSignal): Promise<BuildReport> {
   const started = Date.now();
-  const rules = builtinRules();
-  const ws = loadWorkspace(options.root, rules);
-  const { analysis, diagnostics } = analyze(ws, rules);
-  if (diagnostics.length > 0) throw new DiagnosticError(diagnostics);
-  const selection = selectTargets(options.patterns, analysis, ws);
-  if (selection.errors.length > 0) throw new UsageError(selection.errors.join('\n'));
-  const order = analysis.graph.closure(selection.labels);
+  const selection = loadSelection(options.root, options.patterns, await loadPlugins(options.root));
+  const { analysis, order } = selection;
+  for (const message of selection.warnings) emit({ type: 'warning', message });
+  if (!options.dryRun) {
+    const missing = missingSecrets(selection.ws, order.map((l) => analysis.targets.get(l)!), process.env);
+    if (missing.length > 0) throw new DiagnosticError(missing);
+  }
+  const needsGpu = order.some((l) => analysis.targets.get(l)!.resources.gpus > 0);
+  const limits: Limits = { ...options.limits, gpus: options.limits.gpus ?? (needsGpu ? detectGpus().map((g) => g.index) : []) };
 
   const gpuErrors = order
     .map((l) => analysis.targets.get(l)!)
-    .filter((t) => t.resources.gpus > options.limits.gpus.length)
+    .filter((t) => t.resources.gpus > limits.gpus.length)
     .map(
       (t) =>
-        `${t.label} needs ${t.resources.gpus} GPU${t.resources.gpus > 1 ? 's' : ''}, but there ${options.limits.gpus.length === 1 ? 'is' : 'are'} ${options.limits.gpus.length} GPU slot${options.limits.gpus.length === 1 ? '' : 's'} (declare them with --gpus N or --gpus 0,3)`,
+        `${t.label} needs ${t.resources.gpus} GPU${t.resources.gpus > 1 ? 's' : ''}, but there ${limits.gpus.length === 1 ? 'is' : 'are'} ${limits.gpus.length} GPU slot${limits.gpus.length === 1 ? '' : 's'} (declare them with --gpus N or --gpus 0,3)`,
     );
   if (gpuErrors.length > 0) throw new UsageError(gpuErrors.join('\n'));
+  const remoteConfig = await resolveRemote(selection.ws, options.remote ?? {}, process.env, process.cwd());
+  if (remoteConfig.diagnostics.length > 0) throw new DiagnosticError(remoteConfig.diagnostics);
+  if (remoteConfig.errors.length > 0) throw new UsageError(remoteConfig.errors.join('\n'));
+  for (const message of remoteConfig.warnings) emit({ type: 'warning', message });
 
   const store = LocalStore.open(options.cacheDir);
+  let remote: TieredCache | null = null;
   try {
-    const toolchains = await probeToolchains(ws, order.map((l) => analysis.targets.get(l)!), store, options.cacheDir);
-    const planned = planTargets(ws, order, analysis.targets, toolchains, store);
+    const planned = await planSelection(selection, store, options.cacheDir);
+    // Imported only when a remote cache is configured: a build without one never even loads the client.
+    if (remoteConfig.options) {
+      const { TieredCache } = await import('../cache/tiered-cache.js');
+      remote = new TieredCache(store, remoteConfig.options, (message) => emit({ type: 'warning', message }));
+    }
     const wgOut = path.join(options.root, OUT_DIR);
+    // What `wg explain` compares with: the record of each target's last build or restore in this workspace.
+    const lastBuilds = new LastBuilds(store.kv('records'), options.root);
 
     const results = new Map<Label, ActionResult>();
     const reports = new Map<Label, TargetReport>();
@@ -94,8 +203,10 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
       return r;
     };
     const stale: Planned[] = [];
+    // With a remote: local first, then the remote, whose hits are verified and stored locally (probed on a dry run).
+    const tiered = remote ? await remote.lookupMany([...planned.values()].map((p) => p.key), options.dryRun ? 'probe' : 'fetch') : null;
     for (const p of planned.values()) {
-      const found = store.lookup(p.key);
+      const found = tiered?.get(p.key) ?? store.lookup(p.key);
       if ('hit' in found) results.set(p.target.label, found.hit);
       else {
         if (found.miss === 'corrupt') emit({ type: 'warning', message: found.warning });
@@ -104,12 +215,24 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
     }
     if (options.dryRun) {
       emit({ type: 'plan', total: planned.size, toBuild: stale.length, cached: planned.size - stale.length });
+      const history = new History(store.kv('history'), options.root);
       for (const p of planned.values()) {
         const cached = results.has(p.target.label);
-        report(p, cached ? 'cached' : 'would-build');
+        const remembered = history.target(p.target.label)?.durationMs;
+        report(p, cached ? 'cached' : 'would-build', cached ? {} : { estimateMs: remembered ? remembered : null });
       }
-      return { targets: order.map((l) => reports.get(l)!), ok: true, interrupted: false, durationMs: Date.now() - started };
+      const remoteStats = remote ? await remote.finish() : undefined;
+      return { targets: order.map((l) => reports.get(l)!), ok: true, interrupted: false, durationMs: Date.now() - started, ...(remoteStats ? { remote: remoteStats } : {}) };
     }
+
+    // Groups a SIGKILLed wg left running would compete with this build for CPUs, memory and GPUs.
+    const ledger = new Ledger(path.join(options.cacheDir, 'process-groups'));
+    processGroups.setLedger(ledger);
+    const reaped = await ledger.reapOrphans();
+    if (reaped > 0) {
+      emit({ type: 'warning', message: `reaped ${reaped} orphaned action process group${reaped === 1 ? '' : 's'} from a previous run` });
+    }
+    const learned = new History(store.kv('history'), options.root);
 
     // What each label last put into this workspace's wg-out, so a rebuild that fails can take the stale files away:
     // the wheelhouse must never offer a wheel that the current BUILD.yaml does not produce.
@@ -154,6 +277,7 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
           const files = await materialize(p, hit);
           await store.materialize(hit.log.digest, files.log, 0o444);
           remember(p, files);
+          lastBuilds.remember(p, planned);
           report(p, 'cached', files);
           emit({ type: 'cached', label: p.target.label, key: p.key });
         } catch (e) {
@@ -168,50 +292,95 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
     await restore.onIdle();
     emit({ type: 'plan', total: planned.size, toBuild: stale.length, cached: planned.size - stale.length });
 
-    const jobs: Job[] = stale.map((p) => ({
-      label: p.target.label,
-      deps: p.target.deps,
-      resources: p.target.resources,
-      priority: analysis.graph.transitiveDependents(p.target.label).size,
-    }));
+    const priorities = criticalPaths(stale, analysis, learned);
+    const jobs: Job[] = stale.map((p) => {
+      const declared = p.target.resources;
+      const h = learned.target(p.target.label);
+      return {
+        label: p.target.label,
+        deps: p.target.deps,
+        resources: {
+          // A MAX_JOBS lowered after running out of memory frees the cpu slots it no longer uses.
+          cpus: h?.maxJobs !== undefined ? Math.min(declared.cpus, h.maxJobs * Math.max(1, declared.nvccThreads)) : declared.cpus,
+          // What the build really took last time wins over a smaller declaration.
+          memory: Math.max(declared.memory, h?.peakBytes ?? 0),
+          gpus: declared.gpus,
+        },
+        priority: priorities.get(p.target.label)!,
+      };
+    });
     const run = async (job: Job, grant: Grant): Promise<'ok' | 'failed'> => {
       const p = planned.get(job.label)!;
-      emit({ type: 'started', label: job.label, key: p.key, mnemonic: p.plan.mnemonic, gpus: grant.gpus });
       const log = logPath(wgOut, job.label);
+      emit({ type: 'started', label: job.label, key: p.key, mnemonic: p.plan.mnemonic, cpus: grant.cpus, gpus: grant.gpus, deps: p.target.deps, logPath: log });
       if (fs.existsSync(log)) fs.rmSync(log, { force: true });
       forgetOutputs(job.label);
       const t0 = Date.now();
       try {
         const deps = analysis.graph.closure(p.target.deps).map((l) => ({ label: l as string, result: results.get(l)! }));
-        const result = await executeAction(
-          {
-            label: job.label,
-            key: p.key,
-            plan: p.plan,
-            record: p.record,
-            source: p.source,
-            patches: p.target.patches.map((name) => ({ name, file: path.resolve(options.root, name) })),
-            env: p.target.env,
-            toolchain: p.toolchain,
-            deps,
-          },
-          grant,
-          { store, sandboxRoot: path.join(options.cacheDir, 'sandbox'), logPath: log, signal },
-        );
+        const nvccThreads = p.target.resources.nvccThreads;
+        const remembered = learned.target(job.label)?.maxJobs ?? Infinity;
+        let maxJobs = Math.max(1, Math.min(remembered, Math.floor(grant.cpus / Math.max(1, nvccThreads))));
+        let result: ActionResult;
+        for (let attempt = 1; ; attempt++) {
+          const usage = { peakBytes: 0 };
+          const tAttempt = Date.now();
+          try {
+            result = await executeAction(
+              {
+                label: job.label,
+                key: p.key,
+                plan: p.plan,
+                record: p.record,
+                source: p.remoteSource ?? p.source,
+                patches: p.target.patches.map((name) => ({ name, file: path.resolve(options.root, name) })),
+                env: p.target.env,
+                passEnv: passedValues(p.target.passEnv, process.env),
+                secrets: p.target.secretEnv.map((name) => ({ name, value: process.env[name] ?? '' })),
+                toolchain: p.toolchain,
+                deps,
+                maxJobs,
+                nvccThreads,
+                timeoutMs: p.target.resources.timeoutMs,
+              },
+              grant,
+              { store, sandboxRoot: path.join(options.cacheDir, 'sandbox'), logPath: log, signal, usage, appendLog: attempt > 1 },
+            );
+            learned.recordBuild(job.label, p.target.rule.kind, Date.now() - tAttempt, usage.peakBytes);
+            break;
+          } catch (e) {
+            if (!(e instanceof ActionFailure) || e.reason !== 'out-of-memory' || signal.aborted || maxJobs === 1) throw e;
+            // Remembered even if the retry fails too: the next build starts lower still.
+            const lower = Math.max(1, Math.floor(maxJobs / 2));
+            learned.lowerMaxJobs(job.label, lower);
+            if (attempt > 1) throw e;
+            emit({ type: 'retrying', label: job.label, key: p.key, reason: 'out-of-memory', message: e.message, fromJobs: maxJobs, toJobs: lower });
+            maxJobs = lower;
+          }
+        }
         results.set(job.label, result);
+        remote?.upload(result);
         const files = await materialize(p, result);
         remember(p, files);
+        lastBuilds.remember(p, planned);
         report(p, 'built', { ...files, durationMs: Date.now() - t0 });
         emit({ type: 'built', label: job.label, key: p.key, durationMs: Date.now() - t0 });
         return 'ok';
       } catch (e) {
         const failure = e instanceof ActionFailure ? e : new ActionFailure('setup-failed', (e as Error).message);
+        if (failure.reason === 'interrupted') {
+          report(p, 'interrupted', { log, error: 'interrupted', durationMs: Date.now() - t0 });
+          emit({ type: 'interrupted', label: job.label, key: p.key });
+          return 'failed';
+        }
         report(p, 'failed', { log, error: failure.message, durationMs: Date.now() - t0 });
         emit({ type: 'failed', label: job.label, key: p.key, reason: failure.reason, message: failure.message, logPath: log, logTail: tail(log, 20) });
         return 'failed';
       }
     };
-    const outcome = await schedule(jobs, options.limits, options.keepGoing, run, signal);
+    const outcome = await schedule(jobs, limits, options.keepGoing, run, signal, options.scheduleOrder ?? 'priority');
+    lastBuilds.flush();
+    learned.flush();
     for (const [label, status] of outcome.outcomes) {
       if (status !== 'skipped') continue;
       const p = planned.get(label)!;
@@ -220,16 +389,55 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
       report(p, 'skipped', { error: because });
       emit({ type: 'skipped', label, key: p.key, because });
     }
+    // Uploads still queued finish before the build does (an interrupted build drops them).
+    const remoteStats = remote ? await remote.finish(signal.aborted) : undefined;
     const targets = order.map((l) => reports.get(l)!);
+    // Hooks do not change outputs, so they are not in any key; they run once the build is over, for what it built.
+    const hookFailures = await runPostBuildHooks(
+      selection.plugins,
+      targets.flatMap((t) => {
+        if (t.status !== 'built') return [];
+        const target = analysis.targets.get(t.label)!;
+        return [{ label: t.label, package: target.package.name, variant: target.variant.name, wheels: t.wheels, files: t.files }];
+      }),
+    );
+    for (const f of hookFailures) {
+      emit({ type: 'warning', message: f.message });
+      const r = reports.get(f.label as Label)!;
+      r.error = r.error ? `${r.error}; ${f.message}` : f.message;
+    }
     return {
       targets,
-      ok: targets.every((t) => t.status === 'built' || t.status === 'cached'),
+      ok: hookFailures.length === 0 && targets.every((t) => t.status === 'built' || t.status === 'cached'),
       interrupted: signal.aborted,
       durationMs: Date.now() - started,
+      ...(remoteStats ? { remote: remoteStats } : {}),
     };
   } finally {
+    if (remote) await remote.finish(true);
     await store.close();
   }
+}
+
+/**
+ * Each stale target's remaining critical path: its estimated duration plus the longest chain of stale targets
+ * that depend on it. Cached dependents cost nothing, so they end a chain.
+ */
+function criticalPaths(stale: Planned[], analysis: Analysis, history: History): Map<Label, number> {
+  const staleSet = new Set(stale.map((p) => p.target.label));
+  const byLabel = new Map(stale.map((p) => [p.target.label, p]));
+  const memo = new Map<Label, number>();
+  const visit = (label: Label): number => {
+    const known = memo.get(label);
+    if (known !== undefined) return known;
+    let longest = 0;
+    for (const d of analysis.graph.dependents(label)) if (staleSet.has(d)) longest = Math.max(longest, visit(d));
+    const total = history.estimateMs(label, byLabel.get(label)!.target.rule.kind).ms + longest;
+    memo.set(label, total);
+    return total;
+  };
+  for (const label of staleSet) visit(label);
+  return memo;
 }
 
 function tail(file: string, lines: number): string[] {
@@ -265,6 +473,8 @@ function planTargets(
   targets: Map<Label, ConfiguredTarget>,
   toolchains: Map<string, Toolchain>,
   store: LocalStore,
+  remote: ReadonlyMap<string, ResolvedSource> = new Map(),
+  ruleOrigin: ReadonlyMap<string, LoadedPlugin> = new Map(),
 ): Map<Label, Planned> {
   const planned = new Map<Label, Planned>();
   const trees = new Map<string, { root: string; entries: TreeEntry[]; digest: string }>();
@@ -273,8 +483,9 @@ function planTargets(
     const target = targets.get(label)!;
     const pkg = target.package;
     let source: { root: string; entries: TreeEntry[]; digest: string } | null = null;
-    if (pkg.source !== null) {
-      const root = path.resolve(ws.root, pkg.source);
+    const remoteSource = remote.get(pkg.name);
+    if (pkg.source?.kind === 'path') {
+      const root = path.resolve(ws.root, pkg.source.path);
       source = trees.get(root) ?? null;
       if (!source) {
         try {
@@ -296,7 +507,7 @@ function planTargets(
       variant: target.variant.name,
       attrs: pkg.attrs,
       test: pkg.test,
-      hasSource: source !== null,
+      hasSource: source !== null || remoteSource !== undefined,
       toolchain,
       systemSitePackages: target.systemSitePackages,
     });
@@ -304,11 +515,13 @@ function planTargets(
     const depKeys = target.deps.map((d) => (planned.get(d)?.key ?? 'unplanned') as string).sort();
     const record: KeyRecord = {
       format: KEY_FORMAT,
-      rule: { kind: target.rule.kind, version: target.rule.version },
+      rule: { kind: target.rule.kind, version: target.rule.version, ...(ruleOrigin.has(target.rule.kind) ? { plugin: ruleOrigin.get(target.rule.kind)!.digest } : {}) },
       attrs: plan.keyAttrs,
-      source: source ? { kind: 'path', tree: source.digest } : null,
+      source: remoteSource ? remoteSource.identity : source ? { kind: 'path', tree: source.digest } : null,
       patches: target.patches.map((p) => ({ path: p, digest: store.fileDigest(path.resolve(ws.root, p)) })),
       env: target.env,
+      ...(target.passEnv.length > 0 ? { passEnv: Object.fromEntries(target.passEnv.map((n) => [n, process.env[n] ?? null])) } : {}),
+      ...(target.secretEnv.length > 0 ? { secretEnv: [...target.secretEnv].sort() } : {}),
       toolchain: toolchain?.facts ?? null,
       systemSitePackages: target.systemSitePackages,
       deps: depKeys,
@@ -318,6 +531,7 @@ function planTargets(
       key: actionKey(record),
       record,
       source: source ? { root: source.root, entries: source.entries } : null,
+      remoteSource: remoteSource ?? null,
       plan,
       toolchain,
     });

@@ -9,12 +9,40 @@ export const KEY_FORMAT = 'wg-key-1';
 
 export type ActionKey = string & { readonly __brand: 'ActionKey' };
 
-/** Where a target's source came from, as content, never as a location on this machine. */
-export type SourceIdentity = {
-  kind: 'path';
-  /** sha256 over every file's relative path, executable bit and content digest (and every symlink's text). */
-  tree: string;
-};
+/** Where a target's source came from, as content, never as a location on this machine. Never holds credentials. */
+export type SourceIdentity =
+  | {
+      kind: 'path';
+      /** sha256 over every file's relative path, executable bit and content digest (and every symlink's text). */
+      tree: string;
+    }
+  | {
+      kind: 'git';
+      /**
+       * The repository URL with any `user:token@` removed. It stays in the key although the commit names the
+       * content: relative submodule URLs resolve against it, and a SHA-1 commit id is only as trustworthy as the
+       * repository that vouched for it. The cost is a rebuild when a repository moves.
+       */
+      url: string;
+      /** The full commit sha the ref resolved to: a moved branch changes the key, an unchanged one does not. */
+      commit: string;
+      /** Whether submodules are checked out (their commits are fixed by `commit`). */
+      submodules: boolean;
+    }
+  | {
+      kind: 'url';
+      /** The archive's verified sha256. The URL is left out: the same bytes from a mirror build the same thing. */
+      sha256: string;
+      /** Leading path components dropped on extraction (`strip_components`): it changes the tree. */
+      strip: number;
+    }
+  | {
+      kind: 'index';
+      /** Name and version as declared, and the sdist's sha256 as the index's link states it (then verified). */
+      name: string;
+      version: string;
+      sha256: string;
+    };
 
 /**
  * The one record hashed into an action key. Serialized canonically (keys sorted at every depth, no whitespace)
@@ -24,15 +52,38 @@ export interface KeyRecord {
   /** The format salt, KEY_FORMAT. */
   format: string;
   /** The rule kind and its version: a new rule implementation may produce different outputs. */
-  rule: { kind: string; version: number };
+  rule: {
+    kind: string;
+    version: number;
+    /**
+     * For a rule a plugin registered: the sha256 of the plugin's module file, since its code is the rule's
+     * implementation (helper modules it imports are not followed). Absent for built-in rules.
+     */
+    plugin?: string;
+  };
   /** The rule attributes that shape the output (build command, smoke test…), as the rule reports them. */
   attrs: Record<string, unknown>;
   /** The source's content identity; null for packages without a source. */
   source: SourceIdentity | null;
   /** Patches in application order: workspace-relative path (named in explain output) and content digest. */
   patches: { path: string; digest: string }[];
-  /** The fully resolved declared env. Undeclared variables never reach an action, so they are not here. */
+  /**
+   * The fully resolved declared env: variant and package env, env files (after `$NAME` expansion), `versions` and
+   * `variants` overrides. Undeclared variables never reach an action, so they are not here.
+   */
   env: Record<string, string>;
+  /**
+   * `pass_env` variables with the values wg's environment gave them (null: unset, so the build did not get it).
+   * Their values are in the key because they reach the build and may shape its output: a CI that passes another
+   * TORCH_CUDA_ARCH_LIST must not be served the wheel built with the old one. Absent when the target passes none.
+   */
+  passEnv?: Record<string, string | null>;
+  /**
+   * `secret_env` names only, sorted; never their values. A key is shared (remote caches, logs), and even a hash of
+   * a secret is an offline guessing oracle, so changing a secret's value changes no key: a secret must not shape
+   * the output (a download token does not). Absent when the target has none.
+   */
+  secretEnv?: string[];
   /** Probed toolchain facts (Python tags, torch, nvcc), never its paths; null for rules without a toolchain. */
   toolchain: ToolchainFacts | null;
   /** Whether the build venv sees the toolchain's own packages (torch and friends). */

@@ -5,8 +5,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { LineCounter, isMap, isScalar, parseDocument, visit, type Node } from 'yaml';
 import type { Rule } from '../rules/rule.js';
+import { checkSource, type SourceDecl } from '../rules/sources.js';
 import { DiagnosticError, didYouMean, type Diagnostic, type Span } from './diagnostics.js';
+import { expandMatrix, isMatrixEntry, scalarText } from './matrix.js';
 import { SpanIndex, check, spanOf, type CheckContext, type Field, type Schema } from './schema.js';
+import { remoteCacheDecl, remoteCacheSchema, type RemoteCacheDecl } from './remote-config.js';
 
 export const BUILD_FILE = 'BUILD.yaml';
 
@@ -15,11 +18,17 @@ const NAME_DOC = 'a name of letters, digits, "_", ".", "+" or "-"';
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const QUANTITY = /^\d+(\.\d+)?\s*([KMGT]i?B?)?$/i;
 
+const DURATION = /^\d+(\.\d+)?(s|m|h)$/;
+
 export interface Resources {
   cpus: number;
   /** Bytes; 0 when not declared. */
   memory: number;
   gpus: number;
+  /** Threads of each nvcc (NVCC_THREADS); MAX_JOBS becomes cpus / nvccThreads. 0 when not declared. */
+  nvccThreads: number;
+  /** The action is killed after this long (milliseconds); 0 when not declared. */
+  timeoutMs: number;
 }
 
 export interface ToolchainDecl {
@@ -35,6 +44,14 @@ export interface VariantDecl {
   env: Record<string, string>;
   resources: Partial<Resources>;
   systemSitePackages: boolean | null;
+  /** Names whose values come from wg's own environment at build time (values in the key). */
+  passEnv: string[];
+  /** Names passed from wg's environment but kept out of keys, stored results and logs. */
+  secretEnv: string[];
+  /** The matrix entry that generated this variant, or null for a declared one. */
+  group: string | null;
+  /** The generated variant's axis values (`{python: "3.11", cuda: "12.4"}`); {} for a declared one. */
+  axes: Record<string, string>;
 }
 
 /** What a package changes in one variant. */
@@ -46,13 +63,22 @@ export interface VariantOverride {
 export interface PackageDecl {
   name: string;
   rule: string;
-  /** Workspace-relative path of the source folder, or null for packages without sources. */
-  source: string | null;
+  /** Where the source comes from (a workspace-relative folder, git, a URL, an index), or null for none. */
+  source: SourceDecl | null;
   deps: string[];
   patches: string[];
   env: Record<string, string>;
-  /** The variants the package is built in (null: all of them), with what changes in each. */
+  /**
+   * The variants the package is built in (null: all of them), with what changes in each. Keys are variant names,
+   * matrix group names or `*` wildcards, resolved by analysis (engine/matrix.ts matchVariantKeys).
+   */
   variants: Map<string, VariantOverride> | null;
+  /** The package's version (`version:`, else an index source's), or null: selects `patches/<pkg>-<version>/`. */
+  version: string | null;
+  /** Overrides applied while the version matches: keys are versions (`2.0`) or PEP 440 ranges (`>=2.0,<3`). */
+  versions: Map<string, VariantOverride>;
+  passEnv: string[];
+  secretEnv: string[];
   test: string[] | null;
   resources: Partial<Resources>;
   systemSitePackages: boolean | null;
@@ -69,11 +95,15 @@ export interface Workspace {
   toolchains: Map<string, ToolchainDecl>;
   variants: Map<string, VariantDecl>;
   packages: Map<string, PackageDecl>;
+  /** Matrix group names, each with the variants it generated (in order). */
+  groups: Map<string, string[]>;
   /**
    * Names declared but rejected by a check (already reported): analysis must not report them again as unknown.
    * Keys are `toolchains/NAME`, `variants/NAME`, `packages/NAME`.
    */
   rejected: Set<string>;
+  /** The `remote_cache` section, when there is one (engine/remote-config.ts merges it with flags and env). */
+  remoteCache?: RemoteCacheDecl;
   /**
    * Mistakes found while loading; analysis adds its own, and all are printed together. An entry with a mistake keeps
    * its other valid fields (see `recover`) so its references are still checked: with any diagnostic, nothing runs.
@@ -83,6 +113,7 @@ export interface Workspace {
 
 const envSchema: Schema = { type: 'dict', values: { type: 'scalar' }, keyPattern: ENV_NAME, keyDoc: 'a valid env variable name (letters, digits and "_", not starting with a digit)' };
 const pathList: Schema = { type: 'list', of: { type: 'string' } };
+const envNameList: Schema = { type: 'list', of: { type: 'string', pattern: ENV_NAME, patternDoc: 'a valid env variable name' } };
 const resourcesSchema: Schema = {
   type: 'record',
   fields: {
@@ -92,6 +123,12 @@ const resourcesSchema: Schema = {
       doc: 'peak memory of the build',
     },
     gpus: { schema: { type: 'int', min: 0 }, doc: 'GPU devices the build holds' },
+    nvcc_threads: { schema: { type: 'int', min: 1 }, doc: 'threads per nvcc (NVCC_THREADS); MAX_JOBS becomes cpus / nvcc_threads' },
+    // A time limit is part of what a job asks the scheduler for (as in Slurm), so it sits with the resources.
+    timeout: {
+      schema: { type: 'string', pattern: DURATION, patternDoc: 'a duration such as 90s, 30m or 5h' },
+      doc: 'the build is killed (SIGTERM, then SIGKILL) after this long',
+    },
   },
 };
 const commandSchema: Schema = {
@@ -115,6 +152,8 @@ const variantSchema: Schema = {
     env: { schema: envSchema, doc: 'env variables for every build in the variant' },
     resources: { schema: resourcesSchema, doc: 'resources of every build in the variant' },
     system_site_packages: { schema: { type: 'bool' }, doc: "let build venvs see the toolchain's packages (torch)" },
+    pass_env: { schema: envNameList, doc: "variables passed from wg's environment (their values go into the key)" },
+    secret_env: { schema: envNameList, doc: "variables passed from wg's environment, kept out of keys and logs" },
   },
 };
 
@@ -126,9 +165,30 @@ const overrideSchema: Schema = {
   },
 };
 
+/** Every field a `source:` map may hold; which of them go together is checked by rules/sources.ts. */
+const versionString: Schema = { type: 'union', doc: 'a string (quote versions such as "1.0")', options: [{ type: 'string' }] };
+const sourceFields: Record<string, Field> = {
+  git: { schema: { type: 'string' }, doc: 'a git repository URL (https, ssh, git, file)' },
+  ref: { schema: { type: 'union', doc: 'a string (quote refs that look like numbers)', options: [{ type: 'string' }] }, doc: 'a branch, tag or full commit sha' },
+  submodules: { schema: { type: 'bool' }, doc: 'also check out submodules' },
+  url: { schema: { type: 'string' }, doc: 'an archive URL (.tar.gz, .tgz, .tar.bz2, .zip; http, https or file)' },
+  sha256: { schema: { type: 'string', pattern: /^[0-9a-fA-F]{64}$/, patternDoc: '64 hex digits' }, doc: "the archive's sha256" },
+  strip_components: { schema: { type: 'int', min: 0 }, doc: 'leading path components dropped on extraction' },
+  index: { schema: { type: 'string' }, doc: 'a PEP 503 simple index URL' },
+  name: { schema: { type: 'string' }, doc: 'the project name on the index' },
+  version: { schema: versionString, doc: 'the version whose sdist is built' },
+};
+
 const commonPackageFields: Record<string, Field> = {
   rule: { schema: { type: 'string' }, required: true, doc: 'the rule kind' },
-  source: { schema: { type: 'string' }, doc: 'the source folder, relative to the workspace' },
+  source: {
+    schema: {
+      type: 'union',
+      doc: 'a folder path, or a map with "git", "url" or "index"',
+      options: [{ type: 'string' }, { type: 'record', fields: sourceFields }],
+    },
+    doc: 'the source: a folder relative to the workspace, a git repository, an archive URL or a package index',
+  },
   deps: { schema: { type: 'list', of: { type: 'string' } }, doc: 'packages (same variant) or labels this one needs' },
   patches: { schema: pathList, doc: 'patches applied in order with patch -p1' },
   env: { schema: envSchema, doc: 'env variables of the build' },
@@ -146,7 +206,19 @@ const commonPackageFields: Record<string, Field> = {
   test: { schema: commandSchema, doc: 'smoke test run in a clean venv with the wheel installed' },
   resources: { schema: resourcesSchema, doc: 'resources of the build' },
   system_site_packages: { schema: { type: 'bool' }, doc: "let the build venv see the toolchain's packages" },
+  version: { schema: versionString, doc: 'the version of the package: selects patches/<pkg>-<version>/ and "versions" overrides' },
+  versions: {
+    schema: { type: 'dict', values: overrideSchema },
+    doc: 'overrides applied while the version matches: a version ("2.0") or a range (">=2.0,<3") to env and patches',
+  },
+  pass_env: { schema: envNameList, doc: "variables passed from wg's environment (their values go into the key)" },
+  secret_env: { schema: envNameList, doc: "variables passed from wg's environment, kept out of keys and logs" },
 };
+
+/** The package fields every rule has; a rule's own attributes may not reuse these names (plugins are checked). */
+export function commonPackageFieldNames(): string[] {
+  return Object.keys(commonPackageFields);
+}
 
 
 export function parseQuantity(text: string): number {
@@ -161,12 +233,21 @@ function asCommand(v: unknown): string[] | null {
   return typeof v === 'string' ? ['sh', '-c', v] : (v as string[]);
 }
 
+/** `90s`, `30m`, `5h` → milliseconds (NaN for anything else). */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(s|m|h)$/.exec(text.trim());
+  if (!m) return NaN;
+  return Math.round(Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 's' | 'm' | 'h']);
+}
+
 function resourcesOf(v: unknown): Partial<Resources> {
-  const r = (v ?? {}) as { cpus?: number; memory?: string; gpus?: number };
+  const r = (v ?? {}) as { cpus?: number; memory?: string; gpus?: number; nvcc_threads?: number; timeout?: string };
   const out: Partial<Resources> = {};
   if (r.cpus !== undefined) out.cpus = r.cpus;
   if (r.memory !== undefined) out.memory = parseQuantity(r.memory);
   if (r.gpus !== undefined) out.gpus = r.gpus;
+  if (r.nvcc_threads !== undefined) out.nvccThreads = r.nvcc_threads;
+  if (r.timeout !== undefined) out.timeoutMs = parseDuration(r.timeout);
   return out;
 }
 
@@ -256,7 +337,7 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
   // Only a syntax error stops here; after a duplicate key the document is still whole, so it is checked too.
   if (syntaxErrors > 0) throw new DiagnosticError(diagnostics);
 
-  const ws: Workspace = { root, texts, spans, toolchains: new Map(), variants: new Map(), packages: new Map(), rejected: new Set(), diagnostics };
+  const ws: Workspace = { root, texts, spans, toolchains: new Map(), variants: new Map(), packages: new Map(), groups: new Map(), rejected: new Set(), diagnostics };
   const top = doc.contents as Node | null;
   if (!top || !isMap(top)) {
     diagnostics.push({
@@ -267,7 +348,8 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
     throw new DiagnosticError(diagnostics);
   }
 
-  const sections = ['toolchains', 'variants', 'packages'];
+  // `plugins` is read (and its modules loaded) before this file is checked, by engine/plugins.ts; here only its shape.
+  const sections = ['plugins', 'toolchains', 'variants', 'packages', 'remote_cache'];
   for (const pair of top.items) {
     const keyNode = pair.key as Node | null;
     const key = keyNode && isScalar(keyNode) ? String(keyNode.value) : '';
@@ -286,8 +368,19 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
     return (pair?.value as Node | null) ?? null;
   };
 
+  const pluginsNode = sectionNode('plugins');
+  if (pluginsNode) check(pluginsNode, { type: 'list', of: { type: 'string' } }, ['plugins'], ctx, '"plugins"', 'the workspace');
+  const remoteNode = sectionNode('remote_cache');
+  const remoteRaw = remoteNode ? check(remoteNode, remoteCacheSchema, ['remote_cache'], ctx, '"remote_cache"', '"remote_cache"') : undefined;
+  if (remoteRaw !== undefined) ws.remoteCache = remoteCacheDecl(remoteRaw as Record<string, unknown>);
+
   /** Checks each entry of a section on its own, so one broken variant does not hide the others. */
-  const entries = (section: 'toolchains' | 'variants', ownerKind: string, schema: Schema): [string, Record<string, unknown>][] => {
+  const entries = (
+    section: 'toolchains' | 'variants',
+    ownerKind: string,
+    schema: Schema,
+    expand?: (name: string, node: Node | null) => [string, Record<string, unknown>][] | null,
+  ): [string, Record<string, unknown>][] => {
     const node = sectionNode(section);
     if (!node) return [];
     if (!isMap(node)) {
@@ -302,6 +395,11 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
       spans.setKey([section, name], spanOf(keyNode, ctx));
       if (!NAME.test(name)) {
         diagnostics.push({ severity: 'error', message: `${ownerKind} name "${name}" is not ${NAME_DOC}`, at: spanOf(keyNode, ctx) });
+        continue;
+      }
+      const expanded = expand?.(name, pair.value as Node | null);
+      if (expanded) {
+        out.push(...expanded);
         continue;
       }
       const value =
@@ -322,13 +420,38 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
     });
   }
 
-  for (const [name, raw] of entries('variants', 'variant', variantSchema)) {
+  // Matrix entries expand here, in file order among the declared variants (engine/matrix.ts).
+  const generated = new Map<string, { group: string; axes: Record<string, string> }>();
+  const taken = new Map<string, string>();
+  const variantsNode = sectionNode('variants');
+  for (const pair of variantsNode && isMap(variantsNode) ? variantsNode.items : []) {
+    if (!isScalar(pair.key)) continue;
+    const name = String(pair.key.value);
+    const line = spanOf(pair.key as Node, ctx).line;
+    taken.set(name, isMatrixEntry(pair.value as Node | null) ? `that is the name of matrix "${name}"` : `variant "${name}" is declared at line ${line}`);
+  }
+  const expandVariants = (group: string, node: Node | null): [string, Record<string, unknown>][] | null => {
+    if (!node || !isMatrixEntry(node)) return null;
+    const variantFields = (variantSchema as Extract<Schema, { type: 'record' }>).fields;
+    const list = expandMatrix(group, node, variantFields, ctx, text, { test: (n) => NAME.test(n), doc: NAME_DOC }, taken);
+    ws.groups.set(group, list.map((g) => g.name));
+    for (const g of list) {
+      generated.set(g.name, { group, axes: g.axes });
+      taken.set(g.name, `matrix "${group}" generates it too`);
+    }
+    return list.map((g) => [g.name, g.raw]);
+  };
+  for (const [name, raw] of entries('variants', 'variant', variantSchema, expandVariants)) {
     ws.variants.set(name, {
       name,
       toolchain: (raw['toolchain'] as string | undefined) ?? null,
       env: (raw['env'] as Record<string, string> | undefined) ?? {},
       resources: resourcesOf(raw['resources']),
       systemSitePackages: (raw['system_site_packages'] as boolean | undefined) ?? null,
+      passEnv: (raw['pass_env'] as string[] | undefined) ?? [],
+      secretEnv: (raw['secret_env'] as string[] | undefined) ?? [],
+      group: generated.get(name)?.group ?? null,
+      axes: generated.get(name)?.axes ?? {},
     });
   }
 
@@ -357,7 +480,8 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
     if (!node || !isMap(node)) continue;
     for (const pair of node.items) {
       const name = isScalar(pair.key) ? String(pair.key.value) : '';
-      if (!ws[section].has(name)) ws.rejected.add(`${section}/${name}`);
+      // A matrix group that expanded is known by its variants; one that failed is rejected like a broken variant.
+      if (!ws[section].has(name) && !(section === 'variants' && (ws.groups.get(name)?.length ?? 0) > 0)) ws.rejected.add(`${section}/${name}`);
     }
   }
   return ws;
@@ -450,12 +574,36 @@ function loadPackage(name: string, node: Node | null, ctx: CheckContext, rules: 
       ]),
     );
   }
+  // `versions` keys as written: YAML reads `2.10:` as the number 2.1.
+  const versions = new Map<string, VariantOverride>();
+  const versionsRaw = (raw['versions'] ?? {}) as Record<string, { env?: Record<string, string>; patches?: string[] }>;
+  const versionsNode = node && isMap(node) ? (node.items.find((p) => isScalar(p.key) && p.key.value === 'versions')?.value as Node | null) : null;
+  for (const pair of versionsNode && isMap(versionsNode) ? versionsNode.items : []) {
+    if (!isScalar(pair.key)) continue;
+    const parsedAs = String(pair.key.value);
+    const o = versionsRaw[parsedAs];
+    if (!o) continue;
+    const written = scalarText(pair.key as Node);
+    if (written !== parsedAs) {
+      ctx.spans.setKey([...path_, 'versions', written], spanOf(pair.key as Node, ctx));
+      (o.patches ?? []).forEach((_, i) => {
+        const at = ctx.spans.value([...path_, 'versions', parsedAs, 'patches', i]);
+        if (at) ctx.spans.setValue([...path_, 'versions', written, 'patches', i], at);
+      });
+    }
+    versions.set(written, { env: o.env ?? {}, patches: o.patches ?? [] });
+  }
+  const source = checkedSource(raw['source'] as string | Record<string, unknown> | undefined, owner, path_, ctx);
   const attrs: Record<string, unknown> = {};
   for (const attr of Object.keys(rule.attrs)) if (raw[attr] !== undefined) attrs[attr] = raw[attr];
+  for (const problem of rule.check?.(attrs) ?? []) {
+    const at = ctx.spans.value([...path_, problem.attr, ...(problem.path ?? [])]);
+    ctx.diagnostics.push({ severity: 'error', message: `${owner}: ${problem.message}`, ...(at ? { at } : {}) });
+  }
   ws.packages.set(name, {
     name,
     rule: rule.kind,
-    source: (raw['source'] as string | undefined) ?? null,
+    source,
     deps: (raw['deps'] as string[] | undefined) ?? [],
     patches: (raw['patches'] as string[] | undefined) ?? [],
     env: (raw['env'] as Record<string, string> | undefined) ?? {},
@@ -463,6 +611,27 @@ function loadPackage(name: string, node: Node | null, ctx: CheckContext, rules: 
     test: asCommand(raw['test']),
     resources: resourcesOf(raw['resources']),
     systemSitePackages: (raw['system_site_packages'] as boolean | undefined) ?? null,
+    version: (raw['version'] as string | undefined) ?? (source?.kind === 'index' ? source.version : null),
+    versions,
+    passEnv: (raw['pass_env'] as string[] | undefined) ?? [],
+    secretEnv: (raw['secret_env'] as string[] | undefined) ?? [],
     attrs,
   });
+}
+
+/** The package's source as a SourceDecl; mistakes in a `source:` map go to the diagnostics with their spans. */
+function checkedSource(
+  raw: string | Record<string, unknown> | undefined,
+  owner: string,
+  path_: (string | number)[],
+  ctx: CheckContext,
+): SourceDecl | null {
+  if (raw === undefined) return null;
+  const { decl, problems } = checkSource(raw, owner);
+  for (const p of problems) {
+    const where = p.field === null ? [...path_, 'source'] : [...path_, 'source', p.field];
+    const at = p.atKey ? ctx.spans.key(where) : ctx.spans.value(where);
+    ctx.diagnostics.push({ severity: 'error', message: p.message, ...(at ? { at } : {}) });
+  }
+  return decl;
 }

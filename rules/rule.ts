@@ -109,14 +109,37 @@ export interface TargetInfo<Attrs> {
   systemSitePackages: boolean;
 }
 
+/** A rule attribute: its schema (checked at load time with positions) and what it means. */
+export interface AttrSpec {
+  schema: Schema;
+  required?: boolean;
+  doc: string;
+  /**
+   * The attribute is a list of target references (`pkg`, `//pkg`, `//pkg:variant`), resolved like `deps`: each one
+   * is a dependency of the target (in the graph, cycle-checked, its key in the record) and its outputs are in
+   * `ctx.deps`. The rule decides what they are for (e.g. build requirements installed only for the build).
+   */
+  refs?: boolean;
+}
+
+/** A mistake in a package's attributes that the schema cannot express (two attributes that conflict). */
+export interface AttrProblem {
+  /** The attribute, and optionally a path inside its value (a list index, a map key), where the mistake is. */
+  attr: string;
+  path?: (string | number)[];
+  message: string;
+}
+
 export interface Rule<Attrs = Record<string, unknown>> {
   kind: string;
   /** Bumped whenever the rule's implementation changes what it produces; part of every key record. */
   version: number;
   doc: string;
   /** The rule's own attributes, checked at load time with positions. */
-  attrs: Record<string, { schema: Schema; required?: boolean; doc: string }>;
+  attrs: Record<string, AttrSpec>;
   /** Whether targets of this rule need a toolchain (a Python interpreter). */
   needsToolchain: boolean;
+  /** Checks what the schema cannot, at load time; each problem is reported at the attribute's position. */
+  check?(attrs: Attrs): AttrProblem[];
   plan(target: TargetInfo<Attrs>): ActionPlan;
 }

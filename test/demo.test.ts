@@ -329,7 +329,7 @@ describe('the demo workspace', () => {
       assert.equal(t.log, ws.path('wg-out/logs/greet.cpu.log'));
       assert.match(fs.readFileSync(t.log!, 'utf8'), /^# FAILED: smoke test failed: sh exited with code 3$/m);
       const lines = r.stderr.split('\n');
-      assert.ok(lines.includes('FAILED //greet:cpu: smoke test failed: sh exited with code 3'), r.stderr);
+      assert.ok(lines.some((l) => /^\[\d\d:\d\d:\d\d\] FAILED \/\/greet:cpu: smoke test failed: sh exited with code 3$/.test(l)), r.stderr);
       assert.ok(lines.includes('  full log: wg-out/logs/greet.cpu.log'), r.stderr);
       assert.deepEqual(filesUnder(path.join(ws.cacheDir, 'cas')), [], `attempt ${attempt}: a failed build stored blobs`);
     }

@@ -21,7 +21,7 @@ export interface RunResult {
 export interface TargetJson {
   label: string;
   key: string;
-  status: 'built' | 'cached' | 'failed' | 'skipped' | 'would-build';
+  status: 'built' | 'cached' | 'failed' | 'skipped' | 'interrupted' | 'would-build';
   wheels: string[];
   files: string[];
   log: string | null;

@@ -206,7 +206,7 @@ packages:
       });
       assert.equal(runs(ws, 'a'), 1);
       assert.equal(runs(ws, 'b'), 0, 'b started after a had failed');
-      assert.match(first.stderr, /^FAILED \/\/a:cpu: command failed: sh exited with code 3\n(?:  \| .*\n)*  \| a is broken\n/m);
+      assert.match(first.stderr, /^\[\d\d:\d\d:\d\d\] FAILED \/\/a:cpu: command failed: sh exited with code 3\n(?:  \| .*\n)*  \| a is broken\n/m);
 
       const again = await ws.build(['-j', '1'], { expectCode: 1 });
       assert.equal(statuses(again)['//a:cpu'], 'failed');
@@ -228,8 +228,8 @@ packages:
         '//c:cpu': 'dependency //a:cpu failed',
         '//d:cpu': 'dependency //a:cpu failed',
       });
-      assert.match(first.stderr, /^skipped \/\/c:cpu: dependency \/\/a:cpu failed$/m);
-      assert.match(first.stderr, /^skipped \/\/d:cpu: dependency \/\/a:cpu failed$/m);
+      assert.match(first.stderr, /^\[\d\d:\d\d:\d\d\] skipped \/\/c:cpu: dependency \/\/a:cpu failed$/m);
+      assert.match(first.stderr, /^\[\d\d:\d\d:\d\d\] skipped \/\/d:cpu: dependency \/\/a:cpu failed$/m);
 
       const again = await ws.build(['-j', '1', '--keep-going'], { expectCode: 1 });
       assert.deepEqual(statuses(again), { '//a:cpu': 'failed', '//b:cpu': 'cached', '//c:cpu': 'skipped', '//d:cpu': 'skipped' });

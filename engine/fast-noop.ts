@@ -1,0 +1,75 @@
+// The no-op fast path of `wg build`: understands just enough of the command line to find the workspace and the
+// cache, asks the no-op snapshot whether anything changed, and if not prints the stored result. Anything it does
+// not understand (another command, --dry-run, --profile, a typo) goes to the full CLI, which owns every message.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { defaultCacheDir } from './cache-dir.js';
+import { checkSnapshot } from './noop-snapshot.js';
+
+const WITH_VALUE = new Set(['-C', '--workspace', '--cache-dir', '-j', '--jobs', '--gpus', '--memory']);
+const BOOLEAN = new Set(['--json', '-k', '--keep-going']);
+
+interface Parsed {
+  workspace: string | null;
+  cacheDir: string | null;
+  json: boolean;
+  patterns: string[];
+}
+
+function parse(argv: string[]): Parsed | null {
+  if (argv[0] !== 'build') return null;
+  const out: Parsed = { workspace: null, cacheDir: null, json: false, patterns: [] };
+  for (let i = 1; i < argv.length; i++) {
+    let arg = argv[i]!;
+    let value: string | undefined;
+    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
+    if (eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    if (WITH_VALUE.has(arg)) {
+      value ??= argv[++i];
+      if (value === undefined) return null;
+      if (arg === '-C' || arg === '--workspace') out.workspace = value;
+      else if (arg === '--cache-dir') out.cacheDir = value;
+      // -j, --gpus and --memory do not change what a no-op prints; malformed values go to the full CLI.
+      else if (!/^[\w.,]+$/.test(value)) return null;
+    } else if (BOOLEAN.has(arg) && value === undefined) {
+      if (arg === '--json') out.json = true;
+    } else if (arg.startsWith('-')) {
+      return null;
+    } else {
+      out.patterns.push(arg);
+    }
+  }
+  return out;
+}
+
+function findRoot(start: string): string | null {
+  let dir = path.resolve(start);
+  for (;;) {
+    if (fs.existsSync(path.join(dir, 'BUILD.yaml'))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) return null;
+    dir = parent;
+  }
+}
+
+/** Returns true when the build was a no-op and its result has been printed. */
+export function runFastNoop(argv: string[]): boolean {
+  const started = process.hrtime.bigint();
+  const parsed = parse(argv);
+  if (!parsed || process.env['WG_NO_FAST_PATH']) return false;
+  const root = findRoot(parsed.workspace ?? process.cwd());
+  if (!root) return false;
+  const cacheDir = parsed.cacheDir ? path.resolve(parsed.cacheDir) : defaultCacheDir();
+  const snapshot = checkSnapshot({ root, cacheDir, patterns: parsed.patterns.length > 0 ? parsed.patterns : ['//...'] });
+  if (!snapshot) return false;
+  const ms = Number(process.hrtime.bigint() - started) / 1e6;
+  process.stderr.write(snapshot.lines.map((l) => `${l.replace('{seconds}', (ms / 1000).toFixed(1))}\n`).join(''));
+  if (parsed.json) {
+    process.stdout.write(`${JSON.stringify({ ...(snapshot.json as object), durationMs: Math.round(ms) }, null, 2)}\n`);
+  }
+  return true;
+}
