@@ -287,7 +287,7 @@ describe('secret_env', () => {
     assert.equal(r1.code, 0, r1.stderr);
     assert.equal(ws.read('wg-out/out/lib/cpu/seen.txt'), encoded, 'the action did not see the secret');
     assert.equal(
-      ws.read('wg-out/logs/lib.cpu.log').split('\n').slice(2, 5).join('\n'),
+      ws.read('wg-out/logs/lib.cpu.log').split('\n').slice(3, 6).join('\n'),
       'token=[secret TOKEN]\nerr [secret TOKEN]\n[secret TOKEN]',
     );
     const key = (JSON.parse(r1.stdout) as { targets: { key: string }[] }).targets[0]!.key;

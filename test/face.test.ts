@@ -60,7 +60,8 @@ wg: 3 built, 0 cached, 0 failed, 0 skipped in Ns
         `wg: 1 target: 0 cached, 1 to build
 [T] building //bad:cpu
 [T] FAILED //bad:cpu: command failed: sh exited with code 3
-  | # //bad:cpu  key KEY  MAX_JOBS=1
+  | # //bad:cpu  key KEY
+  | # MAX_JOBS=1
   | $ sh -c 'echo one; echo two >&2; exit 3'
   | one
   | two
