@@ -6,12 +6,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import PQueue from 'p-queue';
 import { LocalStore, type ActionResult } from '../cache/local-store.js';
-import { builtinRules } from '../rules/registry.js';
 import type { Rule, Toolchain } from '../rules/rule.js';
 import { listTree, SourceError, treeDigest, type TreeEntry } from '../rules/source-path.js';
 import { SourceNotFoundError, SourceUnavailableError } from '../rules/source-url.js';
-import { resolveSource, type ResolvedSource } from '../rules/sources.js';
-import { probeToolchain, ToolchainError } from '../rules/toolchain.js';
+import { isPinned, resolveSource, type ResolvedSource } from '../rules/sources.js';
+import { probeToolchain, ToolchainError, type ProbedToolchain } from '../rules/toolchain.js';
 import { analyze, selectTargets, type Analysis, type ConfiguredTarget } from './analyze.js';
 import { missingSecrets, passedValues } from './configure.js';
 import { DiagnosticError, type Diagnostic } from './diagnostics.js';
@@ -24,7 +23,8 @@ import { detectGpus } from './machine.js';
 import { processGroups } from './process-group.js';
 import { actionKey, KEY_FORMAT, type ActionKey, type KeyRecord } from './key.js';
 import type { Label } from './label.js';
-import { loadWorkspace, type Workspace } from './load.js';
+import { BUILD_FILE, loadWorkspace, type Workspace } from './load.js';
+import { InputSet } from './inputs.js';
 import { logPath, OUT_DIR, outputPath } from './outputs.js';
 import { loadPlugins, runPostBuildHooks, withoutPlugins, type LoadedPlugin, type Plugins } from './plugins.js';
 import { resolveRemote, type RemoteFlags } from './remote-config.js';
@@ -65,6 +65,12 @@ export interface BuildReport {
   durationMs: number;
   /** What the remote cache did, when one is configured. */
   remote?: RemoteStats;
+  /** Every file and folder the keys were computed from, with its stat before it was read. */
+  inputs: InputSet;
+  /** Wall-clock ns before the first input was read. */
+  readStartNs: bigint;
+  /** Whether any warning was shown (a no-op snapshot would not show it again). */
+  warned: boolean;
 }
 
 const RESTORE_CONCURRENCY = 32;
@@ -114,10 +120,44 @@ export function loadSelection(root: string, patterns: string[], plugins: Plugins
 }
 
 /** Probes the toolchains and computes every key of `order`: the planning half of a build, which runs nothing. */
-export async function planSelection(sel: Selection, store: LocalStore, cacheDir: string): Promise<Map<Label, Planned>> {
-  const toolchains = await probeToolchains(sel.ws, sel.order.map((l) => sel.analysis.targets.get(l)!), store, cacheDir);
-  const remote = await resolveSources(sel.ws, sel.order.map((l) => sel.analysis.targets.get(l)!), cacheDir);
-  return planTargets(sel.ws, sel.order, sel.analysis.targets, toolchains, store, remote, sel.plugins.ruleOrigin);
+export async function planSelection(sel: Selection, store: LocalStore, cacheDir: string, inputs?: InputSet): Promise<Map<Label, Planned>> {
+  const targets = sel.order.map((l) => sel.analysis.targets.get(l)!);
+  const toolchains = await probeToolchains(sel.ws, targets, store, cacheDir);
+  const remote = await resolveSources(sel.ws, targets, cacheDir);
+  if (inputs) {
+    for (const t of toolchains.values()) for (const p of (t as ProbedToolchain).watched) inputs.addFile(p);
+    for (const t of targets) {
+      for (const name of t.passEnv) inputs.envNames.add(name);
+      const decl = t.package.source;
+      if (decl && !isPinned(decl)) inputs.markVolatile(`the source of ${t.package.name} follows a branch or tag`);
+      if (decl?.kind === 'index') inputs.markVolatile(`the source of ${t.package.name} comes from an index`);
+    }
+  }
+  return planTargets(sel.ws, sel.order, sel.analysis.targets, toolchains, store, remote, sel.plugins.ruleOrigin, inputs);
+}
+
+/**
+ * Notes the workspace-level inputs of a build before they are read: BUILD.yaml, and the `envs/` and `patches/`
+ * folders whose layout decides which env files and patches apply (a file added there must be noticed).
+ */
+function noteWorkspaceInputs(root: string, inputs: InputSet): void {
+  inputs.addFile(path.join(root, BUILD_FILE));
+  const walk = (dir: string): void => {
+    inputs.addDir(dir);
+    let names: fs.Dirent[];
+    try {
+      names = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const d of names) {
+      const abs = path.join(dir, d.name);
+      if (d.isDirectory()) walk(abs);
+      else inputs.addFile(abs);
+    }
+  };
+  walk(path.join(root, 'envs'));
+  walk(path.join(root, 'patches'));
 }
 
 /** Sources resolved per build at most this many at a time (each may be a `git ls-remote` or an index request). */
@@ -157,9 +197,19 @@ async function resolveSources(ws: Workspace, targets: ConfiguredTarget[], cacheD
   return out;
 }
 
-export async function runBuild(options: BuildOptions, emit: Listener, signal: AbortSignal): Promise<BuildReport> {
+export async function runBuild(options: BuildOptions, emitEvent: Listener, signal: AbortSignal): Promise<BuildReport> {
   const started = Date.now();
+  let warned = false;
+  const emit: Listener = (e) => {
+    if (e.type === 'warning') warned = true;
+    emitEvent(e);
+  };
+  const inputs = new InputSet();
+  // Wall-clock time (the clock file ctimes use) before any input is read, for the snapshot's racy check.
+  const readStartNs = BigInt(Date.now()) * 1_000_000n;
+  noteWorkspaceInputs(options.root, inputs);
   const selection = loadSelection(options.root, options.patterns, await loadPlugins(options.root));
+  for (const f of selection.plugins.files) inputs.addFile(f);
   const { analysis, order } = selection;
   for (const message of selection.warnings) emit({ type: 'warning', message });
   if (!options.dryRun) {
@@ -185,7 +235,7 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
   const store = LocalStore.open(options.cacheDir);
   let remote: TieredCache | null = null;
   try {
-    const planned = await planSelection(selection, store, options.cacheDir);
+    const planned = await planSelection(selection, store, options.cacheDir, inputs);
     // Imported only when a remote cache is configured: a build without one never even loads the client.
     if (remoteConfig.options) {
       const { TieredCache } = await import('../cache/tiered-cache.js');
@@ -222,7 +272,16 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
         report(p, cached ? 'cached' : 'would-build', cached ? {} : { estimateMs: remembered ? remembered : null });
       }
       const remoteStats = remote ? await remote.finish() : undefined;
-      return { targets: order.map((l) => reports.get(l)!), ok: true, interrupted: false, durationMs: Date.now() - started, ...(remoteStats ? { remote: remoteStats } : {}) };
+      return {
+        targets: order.map((l) => reports.get(l)!),
+        ok: true,
+        interrupted: false,
+        durationMs: Date.now() - started,
+        ...(remoteStats ? { remote: remoteStats } : {}),
+        inputs,
+        readStartNs,
+        warned,
+      };
     }
 
     // Groups a SIGKILLed wg left running would compete with this build for CPUs, memory and GPUs.
@@ -412,6 +471,9 @@ export async function runBuild(options: BuildOptions, emit: Listener, signal: Ab
       interrupted: signal.aborted,
       durationMs: Date.now() - started,
       ...(remoteStats ? { remote: remoteStats } : {}),
+      inputs,
+      readStartNs,
+      warned,
     };
   } finally {
     if (remote) await remote.finish(true);
@@ -475,7 +537,13 @@ function planTargets(
   store: LocalStore,
   remote: ReadonlyMap<string, ResolvedSource> = new Map(),
   ruleOrigin: ReadonlyMap<string, LoadedPlugin> = new Map(),
+  inputs?: InputSet,
 ): Map<Label, Planned> {
+  const observe = inputs ? { dir: (d: string) => inputs.addDir(d), file: (f: string) => inputs.addFile(f) } : undefined;
+  const patchDigest = (abs: string): string => {
+    inputs?.addFile(abs);
+    return store.fileDigest(abs);
+  };
   const planned = new Map<Label, Planned>();
   const trees = new Map<string, { root: string; entries: TreeEntry[]; digest: string }>();
   const diagnostics: Diagnostic[] = [];
@@ -489,7 +557,7 @@ function planTargets(
       source = trees.get(root) ?? null;
       if (!source) {
         try {
-          const entries = listTree(root, (f) => store.fileDigest(f));
+          const entries = listTree(root, (f) => store.fileDigest(f), observe);
           source = { root, entries, digest: treeDigest(entries) };
           trees.set(root, source);
         } catch (e) {
@@ -518,7 +586,7 @@ function planTargets(
       rule: { kind: target.rule.kind, version: target.rule.version, ...(ruleOrigin.has(target.rule.kind) ? { plugin: ruleOrigin.get(target.rule.kind)!.digest } : {}) },
       attrs: plan.keyAttrs,
       source: remoteSource ? remoteSource.identity : source ? { kind: 'path', tree: source.digest } : null,
-      patches: target.patches.map((p) => ({ path: p, digest: store.fileDigest(path.resolve(ws.root, p)) })),
+      patches: target.patches.map((p) => ({ path: p, digest: patchDigest(path.resolve(ws.root, p)) })),
       env: target.env,
       ...(target.passEnv.length > 0 ? { passEnv: Object.fromEntries(target.passEnv.map((n) => [n, process.env[n] ?? null])) } : {}),
       ...(target.secretEnv.length > 0 ? { secretEnv: [...target.secretEnv].sort() } : {}),

@@ -3,7 +3,6 @@
 
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { runBuild, UsageError } from './build.js';
 import { SourceUnavailableError } from '../rules/source-url.js';
@@ -18,14 +17,11 @@ import { ImportError, type ImportResult } from './import-output.js';
 import { importWheelBuilder } from './import-wheel-builder.js';
 import { LineReporter, type Reporter } from './report.js';
 import { describeRemoteStats } from './remote-config.js';
+import { defaultCacheDir } from './cache-dir.js';
+import { dropSnapshot } from './noop-snapshot.js';
+import { recordNoop } from './noop-record.js';
 import { TraceRecorder } from './trace.js';
 import { TtyReporter } from './tty-reporter.js';
-
-export function defaultCacheDir(): string {
-  if (process.env['WG_CACHE_DIR']) return path.resolve(process.env['WG_CACHE_DIR']);
-  const base = process.env['XDG_CACHE_HOME'] || path.join(os.homedir(), '.cache');
-  return path.join(base, 'wg');
-}
 
 function findWorkspace(start: string): string {
   let dir = path.resolve(start);
@@ -124,12 +120,15 @@ async function buildCommand(patterns: string[], flags: BuildFlags): Promise<numb
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const snapshotArgs = { root, cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(), patterns: patterns.length > 0 ? patterns : ['//...'] };
+  // Only a build that completes may leave a snapshot behind; a stale one must never outlive a build that ran.
+  if (!flags.dryRun) dropSnapshot(root);
   try {
     const report = await runBuild(
       {
         root,
-        patterns: patterns.length > 0 ? patterns : ['//...'],
-        cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(),
+        patterns: snapshotArgs.patterns,
+        cacheDir: snapshotArgs.cacheDir,
         dryRun: flags.dryRun ?? false,
         keepGoing: flags.keepGoing ?? false,
         limits: { cpus: flags.jobs ?? detectCores(), memory: flags.memory ?? detectMemory(), gpus: flags.gpus ?? null },
@@ -146,6 +145,7 @@ async function buildCommand(patterns: string[], flags: BuildFlags): Promise<numb
     reporter.summary(report, flags.dryRun ?? false);
     if (trace && profile) trace.write(profile);
     if (flags.json) process.stdout.write(`${JSON.stringify({ ok: report.ok, durationMs: report.durationMs, targets: report.targets, ...(report.remote ? { remote: report.remote } : {}) }, null, 2)}\n`);
+    if (!flags.dryRun) recordNoop(report, snapshotArgs, cwd);
     if (report.interrupted) return 130;
     return report.ok ? 0 : 1;
   } finally {

@@ -69,7 +69,8 @@ export function runFastNoop(argv: string[]): boolean {
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   process.stderr.write(snapshot.lines.map((l) => `${l.replace('{seconds}', (ms / 1000).toFixed(1))}\n`).join(''));
   if (parsed.json) {
-    process.stdout.write(`${JSON.stringify({ ...(snapshot.json as object), durationMs: Math.round(ms) }, null, 2)}\n`);
+    // `snapshot: true` tells scripts (and tests) that nothing was loaded because nothing changed.
+    process.stdout.write(`${JSON.stringify({ ...(snapshot.json as object), durationMs: Math.round(ms), snapshot: true }, null, 2)}\n`);
   }
   return true;
 }

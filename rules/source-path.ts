@@ -27,11 +27,18 @@ function skipped(name: string, atRoot: boolean): boolean {
 }
 
 /** Lists the tree in a stable order, refusing symlinks that leave it and anything that is not a file or folder. */
-export function listTree(root: string, fileDigest: (abs: string) => string): TreeEntry[] {
+/** Told about each folder before it is listed and each file before it is read (the no-op snapshot's inputs). */
+export interface TreeObserver {
+  dir(abs: string): void;
+  file(abs: string): void;
+}
+
+export function listTree(root: string, fileDigest: (abs: string) => string, observe?: TreeObserver): TreeEntry[] {
   const entries: TreeEntry[] = [];
   const realRoot = fs.realpathSync(root);
   const walk = (rel: string): void => {
     const dir = path.join(root, rel);
+    observe?.dir(dir);
     const names = fs.readdirSync(dir).sort();
     for (const name of names) {
       if (skipped(name, rel === '')) continue;
@@ -41,6 +48,7 @@ export function listTree(root: string, fileDigest: (abs: string) => string): Tre
       if (st.isDirectory()) {
         walk(relPath);
       } else if (st.isFile()) {
+        observe?.file(abs);
         entries.push({ path: relPath, type: 'file', executable: (st.mode & 0o111) !== 0, content: fileDigest(abs) });
       } else if (st.isSymbolicLink()) {
         const target = fs.readlinkSync(abs);

@@ -26,6 +26,8 @@ export class ToolchainError extends Error {
 
 /** A probed toolchain, plus what the caller may want to warn about. */
 export interface ProbedToolchain extends Toolchain {
+  /** Every path whose stat the probe cache trusts: a change to any of them means the facts may have changed. */
+  watched: string[];
   /** Why `import torch` failed although torch is installed (`ImportError: libcudart.so.12: …`); else null. */
   torchError: string | null;
 }
@@ -328,6 +330,7 @@ function toolchainFrom(decl: ToolchainDecl, entry: CacheEntry, seedRoot: string)
       buildToolDirs: [ensureSeed(seedRoot, entry.seed.id, entry.seed.links)],
     },
     torchError: entry.torchError,
+    watched: [decl.python, ...entry.watch],
   };
 }
 

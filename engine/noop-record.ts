@@ -1,0 +1,52 @@
+// Turns a finished build into the no-op snapshot of engine/noop-snapshot.ts: what the next identical `wg build`
+// would print if nothing changed, and every path whose stat says whether something did.
+
+import * as fs from 'node:fs';
+import type { BuildReport } from './build.js';
+import { argsId, envHash, writeSnapshot, type Snapshot, type SnapshotArgs } from './noop-snapshot.js';
+import { eventLines, summaryLines } from './report.js';
+
+/** Env variables that switch on work a no-op would skip (a remote cache to talk to): their values are part of it. */
+const ALWAYS_WATCHED_ENV = ['WG_REMOTE_CACHE', 'WG_REMOTE_UPLOAD', 'WG_REMOTE_TOKEN'];
+
+/**
+ * Writes the snapshot when the build can be replayed: every target built or cached, nothing interrupted, no
+ * warning that a replay would hide, no remote cache, and no input that a stat cannot vouch for (a branch).
+ * Returns why it was not written, or null.
+ */
+export function recordNoop(report: BuildReport, args: SnapshotArgs, cwd: string): string | null {
+  if (!report.ok || report.interrupted) return 'the build did not succeed';
+  if (report.warned) return 'the build showed warnings';
+  if (report.remote) return 'a remote cache is configured';
+  if (report.inputs.volatileReason) return report.inputs.volatileReason;
+  const n = report.targets.length;
+  const cached = report.targets.map((t) => ({ ...t, status: 'cached' as const, durationMs: null, error: null }));
+  const noop: BuildReport = { ...report, targets: cached, durationMs: 0 };
+  const lines = [
+    ...eventLines({ type: 'plan', total: n, toBuild: 0, cached: n }, cwd),
+    ...summaryLines(noop, false, []).map((l) => l.replace(/ in 0\.0s$/, ' in {seconds}s')),
+  ];
+  const outputs: [string, string][] = [];
+  for (const t of report.targets) {
+    for (const f of [...t.wheels, ...t.files, ...(t.log ? [t.log] : [])]) {
+      try {
+        outputs.push([f, String(fs.statSync(f, { bigint: true }).ino)]);
+      } catch {
+        return `${f} is missing`;
+      }
+    }
+  }
+  const envNames = [...new Set([...report.inputs.envNames, ...ALWAYS_WATCHED_ENV])].sort();
+  const snapshot: Snapshot = {
+    v: 1,
+    argsId: argsId(args),
+    envNames,
+    envHash: envHash(envNames),
+    files: [...report.inputs.files],
+    dirs: [...report.inputs.dirs],
+    outputs,
+    lines,
+    json: { ok: true, durationMs: 0, targets: cached },
+  };
+  return writeSnapshot(snapshot, args.root, report.readStartNs);
+}
