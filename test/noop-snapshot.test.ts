@@ -1,0 +1,117 @@
+// The no-op snapshot: a build with nothing to do is answered from wg-out's snapshot, and every kind of change
+// (a source, an added file, BUILD.yaml, an env file, a patch folder, a pass_env value, a deleted output, other
+// arguments, a failed build) sends the next build down the full path.
+
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { after, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { statuses, TempWorkspace, type BuildJson } from './rig.js';
+
+/** Files changed within 2 s of a build are "racy": the build works, but writes no snapshot (see noop-snapshot.ts). */
+const PAST_RACY_WINDOW_MS = 2100;
+
+const BUILD_YAML = `variants:
+  cpu: {}
+packages:
+  a:
+    rule: command
+    source: src/a
+    cmd: cat in.txt > out.txt; echo "flag=$FLAG" >> out.txt
+    outs: [out.txt]
+    pass_env: [FLAG]
+  b:
+    rule: command
+    source: src/b
+    deps: [a]
+    cmd: cat in.txt > out.txt
+    outs: [out.txt]
+`;
+
+type Json = BuildJson & { snapshot?: boolean; stderr: string };
+
+const workspaces: TempWorkspace[] = [];
+after(() => workspaces.forEach((w) => w.remove()));
+
+async function fresh(): Promise<TempWorkspace> {
+  const ws = TempWorkspace.create({ 'BUILD.yaml': BUILD_YAML, 'src/a/in.txt': 'a\n', 'src/b/in.txt': 'b\n' });
+  workspaces.push(ws);
+  await sleep(PAST_RACY_WINDOW_MS);
+  const first = (await ws.build()) as Json;
+  assert.deepEqual(statuses(first), { '//a:cpu': 'built', '//b:cpu': 'built' });
+  assert.equal(first.snapshot, undefined);
+  return ws;
+}
+
+describe('no-op snapshot', () => {
+  test('a build with nothing to do is answered from the snapshot, with the same words as the full path', async () => {
+    const ws = await fresh();
+    const fast = (await ws.build()) as Json;
+    assert.equal(fast.snapshot, true);
+    assert.deepEqual(statuses(fast), { '//a:cpu': 'cached', '//b:cpu': 'cached' });
+    const slow = (await ws.build([], { env: { WG_NO_FAST_PATH: '1' } })) as Json;
+    assert.equal(slow.snapshot, undefined);
+    const mask = (s: string): string => s.replace(/in \d+\.\d+s/g, 'in Ns');
+    assert.equal(mask(fast.stderr), mask(slow.stderr));
+    assert.equal(mask(fast.stderr), 'wg: 2 targets: 2 cached, 0 to build\nwg: 0 built, 2 cached, 0 failed, 0 skipped in Ns\n');
+    assert.deepEqual(
+      fast.targets.map((t) => [t.label, t.key, t.wheels, t.files, t.log]),
+      slow.targets.map((t) => [t.label, t.key, t.wheels, t.files, t.log]),
+    );
+  });
+
+  test('every kind of change goes down the full path, and only real changes rebuild', async () => {
+    const ws = await fresh();
+    const cases: [string, () => void, Record<string, string>, Record<string, string>?][] = [
+      ['touch of a source file', () => fs.utimesSync(ws.path('src/a/in.txt'), new Date(), new Date(Date.now() + 10_000)), { '//a:cpu': 'cached', '//b:cpu': 'cached' }],
+      ['a file added to a source folder', () => ws.write('src/b/new.txt', 'new\n'), { '//a:cpu': 'cached', '//b:cpu': 'built' }],
+      ['a comment in BUILD.yaml', () => ws.write('BUILD.yaml', `# a comment\n${BUILD_YAML}`), { '//a:cpu': 'cached', '//b:cpu': 'cached' }],
+      ['an env file appears', () => ws.write('envs/a.env', 'EXTRA=1\n'), { '//a:cpu': 'built', '//b:cpu': 'built' }],
+      ['a patch folder appears', () => ws.write('patches/b/0001-x.patch', '--- a/in.txt\n+++ b/in.txt\n@@ -1 +1 @@\n-b\n+B\n'), { '//a:cpu': 'cached', '//b:cpu': 'built' }],
+      ['an output deleted from wg-out', () => fs.rmSync(ws.path('wg-out/out/b/cpu/out.txt')), { '//a:cpu': 'cached', '//b:cpu': 'cached' }],
+      ['a pass_env value', () => undefined, { '//a:cpu': 'built', '//b:cpu': 'built' }, { FLAG: 'on' }],
+    ];
+    let env: Record<string, string> = {};
+    for (const [what, change, expected, newEnv] of cases) {
+      // Settle: the previous case's build may have been racy; this build writes a snapshot the change must defeat.
+      await sleep(PAST_RACY_WINDOW_MS);
+      const settled = (await ws.build([], { env })) as Json;
+      const again = (await ws.build([], { env })) as Json;
+      assert.equal(again.snapshot, true, `before "${what}": no snapshot was written (${settled.stderr})`);
+      change();
+      if (newEnv) env = newEnv;
+      const r = (await ws.build([], { env })) as Json;
+      assert.equal(r.snapshot, undefined, `${what}: answered from a stale snapshot`);
+      assert.deepEqual(statuses(r), expected, what);
+    }
+    assert.equal(ws.read('wg-out/out/b/cpu/out.txt'), 'B\n');
+    assert.equal(ws.read('wg-out/out/a/cpu/out.txt'), 'a\nflag=on\n');
+  });
+
+  test('other arguments, a racy input and a failed build never reuse a snapshot', async () => {
+    const ws = await fresh();
+    assert.equal(((await ws.build()) as Json).snapshot, true);
+    // Other patterns or another cache are another question.
+    assert.equal(((await ws.build(['//a:cpu'])) as Json).snapshot, undefined);
+    assert.equal(((await ws.build(['--cache-dir', `${ws.cacheDir}-other`])) as Json).snapshot, undefined);
+
+    // Edited just before the build: built, but no snapshot, because a second edit within the same timestamp tick
+    // could go unnoticed; the next build checks the slow way and is then trusted.
+    ws.write('src/a/in.txt', 'A\n');
+    const racy = (await ws.build()) as Json;
+    assert.deepEqual(statuses(racy), { '//a:cpu': 'built', '//b:cpu': 'built' });
+    assert.equal(((await ws.build()) as Json).snapshot, undefined);
+    await sleep(PAST_RACY_WINDOW_MS);
+    await ws.build();
+    assert.equal(((await ws.build()) as Json).snapshot, true);
+
+    // A failed build removes the snapshot, even when the failure is undone afterwards.
+    ws.write('BUILD.yaml', BUILD_YAML.replace('cmd: cat in.txt > out.txt\n', 'cmd: exit 3\n'));
+    await ws.build([], { expectCode: 1 });
+    ws.write('BUILD.yaml', BUILD_YAML);
+    await sleep(PAST_RACY_WINDOW_MS);
+    const back = (await ws.build()) as Json;
+    assert.equal(back.snapshot, undefined);
+    assert.deepEqual(statuses(back), { '//a:cpu': 'cached', '//b:cpu': 'cached' });
+  });
+});
