@@ -8,8 +8,11 @@
 
 import { createHash } from 'node:crypto';
 import {
+  chmodSync,
   closeSync,
+  copyFileSync,
   fstatSync,
+  linkSync,
   lstatSync,
   mkdirSync,
   openSync,
@@ -20,7 +23,7 @@ import {
   statSync,
   type BigIntStats,
 } from 'node:fs';
-import { copyFile, chmod, link, lstat, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { lstat, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Database } from 'lmdb';
@@ -57,10 +60,14 @@ export function isDigest(s: string): boolean {
  * A stat fingerprint: if it is unchanged, the bytes are assumed unchanged. Nanosecond fields are compared as
  * strings because mtimeMs is a lossy double and inode numbers can exceed 2^53.
  */
+/**
+ * Source files (withDev, the stat cache) are fingerprinted with ctime, which tools that restore mtime cannot set
+ * back. Blobs are not: every hard link wg-out makes or drops changes a blob's ctime, and counting that as a change
+ * would re-hash every restored wheel on the next lookup. Blobs are read-only and written only by wg, so size,
+ * inode and mtime catch an accidental write; remote blobs are always verified by digest anyway.
+ */
 export function statFingerprint(st: BigIntStats, withDev = false): string {
-  const parts = [st.size, st.ino, st.mtimeNs, st.ctimeNs];
-  if (withDev) parts.push(st.dev);
-  return parts.join(':');
+  return withDev ? [st.size, st.ino, st.mtimeNs, st.ctimeNs, st.dev].join(':') : [st.size, st.ino, st.mtimeNs].join(':');
 }
 
 export interface SyncHash {
@@ -325,12 +332,26 @@ export class Cas {
     this.blobs.removeSync(digest);
   }
 
+  /** Folders this process has already made under wg-out: a thousand restores need one mkdir each, not three. */
+  private readonly madeDirs = new Set<string>();
+
   /**
-   * Makes `dest` the blob's bytes, by hard link where possible. The new name appears atomically (temp +
-   * rename), so a reader of wg-out/ never sees a half-copied wheel.
+   * Makes `dest` the blob's bytes, by hard link where possible. A new name appears atomically (a link, or temp +
+   * rename when replacing), so a reader of wg-out/ never sees a half-copied wheel. Synchronous on purpose: these
+   * are a handful of metadata syscalls per file, and a restore of a thousand outputs spends more time hopping to
+   * libuv's thread pool and back than in the kernel.
    */
   async materialize(digest: string, dest: string, mode: number): Promise<void> {
+    this.materializeSync(digest, dest, mode);
+  }
+
+  materializeSync(digest: string, dest: string, mode: number): void {
     const src = this.path(digest);
+    // Already the blob itself (a hard link from an earlier build): nothing to write, and nothing to verify
+    // beyond what the lookup that produced this digest already checked. This is the whole cost of a no-op.
+    const s = statSync(src, { throwIfNoEntry: false });
+    const d = lstatSync(dest, { throwIfNoEntry: false });
+    if (s && d && d.ino === s.ino && d.dev === s.dev) return;
     const check = this.verifySync(digest);
     if (!check.ok) {
       if (check.missing) throw new Error(`cache blob ${src} is missing`);
@@ -338,35 +359,32 @@ export class Cas {
       throw new Error(`cache blob ${src} failed verification: expected sha256 ${digest} got ${check.actualDigest}`);
     }
     const dir = dirname(dest);
-    await mkdir(dir, { recursive: true });
-    const s = await stat(src);
-    const d = await lstat(dest).catch((e: unknown) => {
-      if (hasCode(e, 'ENOENT')) return undefined;
-      throw e;
-    });
-    if (d && d.ino === s.ino && d.dev === s.dev) return;
-
+    if (!this.madeDirs.has(dir)) {
+      mkdirSync(dir, { recursive: true });
+      this.madeDirs.add(dir);
+    }
+    // Linking changes only the blob's ctime, which blob fingerprints leave out, so nothing needs re-recording.
+    if (!d) {
+      try {
+        linkSync(src, dest);
+        return;
+      } catch (e) {
+        if (!hasCode(e, 'EEXIST', 'EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS')) throw e;
+      }
+    }
     const tmp = join(dir, `.${basename(dest)}.wg-${randomHex().slice(0, 8)}`);
     try {
-      let linked = true;
       try {
-        await link(src, tmp);
+        linkSync(src, tmp);
       } catch (e) {
         if (!hasCode(e, 'EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS')) throw e;
-        linked = false;
-        await copyFile(src, tmp);
-        await chmod(tmp, mode);
+        copyFileSync(src, tmp);
+        chmodSync(tmp, mode);
       }
-      await rename(tmp, dest);
-      if (linked) {
-        // A new link changes the blob's ctime; without re-recording, the next lookup would re-hash the blob
-        // (a 1 GiB wheel) for nothing. The blob was verified just above, before the link.
-        const st = await stat(src, { bigint: true });
-        void this.blobs.put(digest, { fp: statFingerprint(st), size: Number(st.size) }).catch(() => undefined);
-      }
+      renameSync(tmp, dest);
     } finally {
       // rename(a, b) is a no-op that leaves `a` in place when both already name the same inode.
-      await rm(tmp, { force: true });
+      rmSync(tmp, { force: true });
     }
   }
 }

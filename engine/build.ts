@@ -25,6 +25,7 @@ import { actionKey, KEY_FORMAT, type ActionKey, type KeyRecord } from './key.js'
 import type { Label } from './label.js';
 import { BUILD_FILE, loadWorkspace, type Workspace } from './load.js';
 import { InputSet } from './inputs.js';
+import { inputCheck } from './input-check.js';
 import { logPath, OUT_DIR, outputPath } from './outputs.js';
 import { loadPlugins, runPostBuildHooks, withoutPlugins, type LoadedPlugin, type Plugins } from './plugins.js';
 import { resolveRemote, type RemoteFlags } from './remote-config.js';
@@ -43,6 +44,8 @@ export interface BuildOptions {
   scheduleOrder?: ScheduleOrder;
   /** Remote cache flags (BUILD.yaml's remote_cache and WG_REMOTE_* fill in the rest). */
   remote?: RemoteFlags;
+  /** Where the build notes its inputs (a fresh set by default); watch mode passes its own, to see them after an error. */
+  inputs?: InputSet;
 }
 
 export interface TargetReport {
@@ -204,7 +207,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
     if (e.type === 'warning') warned = true;
     emitEvent(e);
   };
-  const inputs = new InputSet();
+  const inputs = options.inputs ?? new InputSet();
   // Wall-clock time (the clock file ctimes use) before any input is read, for the snapshot's racy check.
   const readStartNs = BigInt(Date.now()) * 1_000_000n;
   noteWorkspaceInputs(options.root, inputs);
@@ -297,8 +300,14 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
     // the wheelhouse must never offer a wheel that the current BUILD.yaml does not produce.
     const history = store.kv('history');
     const historyId = (label: Label): string => `outputs:${options.root}:${label}`;
+    // Written only when they changed, in one transaction at the end: a synchronous commit per cached target
+    // would dominate an otherwise quiet build.
+    const outputsToRecord = new Map<string, unknown>();
     const remember = (p: Planned, files: { wheels: string[]; files: string[] }): void => {
-      history.put(historyId(p.target.label), { key: p.key, files: [...files.wheels, ...files.files] });
+      const entry = { key: p.key, files: [...files.wheels, ...files.files] };
+      const last = history.get(historyId(p.target.label)) as { key?: unknown; files?: unknown } | undefined;
+      if (last?.key === entry.key && JSON.stringify(last.files) === JSON.stringify(entry.files)) return;
+      outputsToRecord.set(historyId(p.target.label), entry);
     };
     const forgetOutputs = (label: Label): void => {
       const last = history.get(historyId(label)) as { files?: unknown } | undefined;
@@ -375,6 +384,8 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
       if (fs.existsSync(log)) fs.rmSync(log, { force: true });
       forgetOutputs(job.label);
       const t0 = Date.now();
+      // Stats from before the key's inputs were read, compared again before the result is stored.
+      const verifyInputs = inputCheck(p, inputs, options.root);
       try {
         const deps = analysis.graph.closure(p.target.deps).map((l) => ({ label: l as string, result: results.get(l)! }));
         const nvccThreads = p.target.resources.nvccThreads;
@@ -403,7 +414,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
                 timeoutMs: p.target.resources.timeoutMs,
               },
               grant,
-              { store, sandboxRoot: path.join(options.cacheDir, 'sandbox'), logPath: log, signal, usage, appendLog: attempt > 1 },
+              { store, sandboxRoot: path.join(options.cacheDir, 'sandbox'), logPath: log, signal, usage, appendLog: attempt > 1, verifyInputs },
             );
             learned.recordBuild(job.label, p.target.rule.kind, Date.now() - tAttempt, usage.peakBytes);
             break;
@@ -440,6 +451,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
     const outcome = await schedule(jobs, limits, options.keepGoing, run, signal, options.scheduleOrder ?? 'priority');
     lastBuilds.flush();
     learned.flush();
+    if (outputsToRecord.size > 0) history.putMany([...outputsToRecord]);
     for (const [label, status] of outcome.outcomes) {
       if (status !== 'skipped') continue;
       const p = planned.get(label)!;

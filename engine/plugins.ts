@@ -75,6 +75,8 @@ function pluginEntries(root: string): { path: string; at: Span }[] {
   } catch {
     return [];
   }
+  // Most workspaces have no plugins: skip the second parse of a large BUILD.yaml when no top-level key says so.
+  if (!/^plugins\s*:/m.test(text)) return [];
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
   if (doc.errors.length > 0 || !isMap(doc.contents)) return [];
