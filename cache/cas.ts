@@ -161,6 +161,12 @@ export class Cas {
   readonly tmpDir: string;
   readonly quarantineDir: string;
 
+  /**
+   * Group commit: blobs are not fsynced one by one; the owner calls `syncAll()` (one `syncfs` of the cache's file
+   * system) before it commits index entries that name them. Set by LocalStore, which does exactly that.
+   */
+  deferDurability = false;
+
   constructor(
     root: string,
     private readonly blobs: Database<BlobRecord, string>,
@@ -241,24 +247,25 @@ export class Cas {
       // chmod before fsync so the read-only mode is as durable as the bytes. Read-only because blobs are
       // hard-linked into wg-out/, and a tool writing through such a link must not corrupt the cache.
       await out.chmod(0o444);
-      await out.sync();
+      if (!this.deferDurability) await out.sync();
       await out.close();
       out = undefined;
 
       const digest = hash.digest('hex');
       const final = this.path(digest);
       const shard = dirname(final);
-      if ((await mkdir(shard, { recursive: true })) !== undefined) await fsyncDir(this.casDir);
+      if ((await mkdir(shard, { recursive: true })) !== undefined && !this.deferDurability) await fsyncDir(this.casDir);
       if (await this.existingIsValid(digest, size, final)) {
         await rm(tmp, { force: true });
       } else {
         // Atomic replace: readers see either the old (possibly corrupt, about to be re-verified) blob or ours.
         await rename(tmp, final);
-        await fsyncDir(shard);
+        if (!this.deferDurability) await fsyncDir(shard);
       }
       // Stat after the rename: rename itself changes ctime.
       const st = await stat(final, { bigint: true });
-      await this.blobs.put(digest, { fp: statFingerprint(st), size });
+      if (this.deferDurability) void this.blobs.put(digest, { fp: statFingerprint(st), size }).catch(() => undefined);
+      else await this.blobs.put(digest, { fp: statFingerprint(st), size });
       return { digest, size };
     } finally {
       if (out) await out.close().catch(() => {});

@@ -5,7 +5,9 @@
 // it names is durable, and every hit re-checks those blobs, so a lost or stale index entry costs a rebuild,
 // never a wrong output.
 
+import { execFile } from 'node:child_process';
 import { mkdirSync, realpathSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { Cas, type BlobRecord } from './cas.js';
@@ -40,6 +42,10 @@ export interface Kv {
   putMany(entries: [string, unknown][]): void;
 }
 
+const run = promisify(execFile);
+/** How long finished results wait to be committed together. */
+const GROUP_COMMIT_MS = 250;
+
 // Virtual address space only: LMDB does not grow the file to this size, and lmdb-js enlarges the map itself
 // when it fills.
 const MAP_SIZE = 256 * 1024 * 1024;
@@ -71,6 +77,9 @@ export class LocalStore {
   private readonly cas: Cas;
   private readonly stats: StatCache;
   private readonly kvs: Record<KvName, Kv>;
+  /** Results put but not yet committed (see putResult). */
+  private readonly pending = new Map<string, ActionResult>();
+  private flushTimer: NodeJS.Timeout | null = null;
 
   private constructor(dir: string, realDir: string) {
     this.dir = dir;
@@ -78,6 +87,7 @@ export class LocalStore {
     this.root = open(join(dir, 'index'), { maxDbs: 16, mapSize: MAP_SIZE });
     this.ac = this.root.openDB<ActionResult, string>({ name: 'ac' });
     this.cas = new Cas(dir, this.root.openDB<BlobRecord, string>({ name: 'blobs' }));
+    this.cas.deferDurability = true;
     this.stats = new StatCache(this.root.openDB<StatEntry, string>({ name: 'stat' }));
     const kv = (name: KvName): Kv => {
       const db = this.root.openDB<unknown, string>({ name });
@@ -110,12 +120,13 @@ export class LocalStore {
     const short = key.slice(0, 12);
     let entry: unknown;
     try {
-      entry = this.ac.get(key);
+      entry = this.pending.get(key) ?? this.ac.get(key);
     } catch {
       entry = null; // undecodable: handled as malformed below
     }
     if (entry === undefined) return { miss: 'absent' };
     if (!isActionResult(entry)) {
+      this.pending.delete(key);
       this.ac.removeSync(key);
       return { miss: 'corrupt', warning: `cache entry ${short} has a malformed index record; rebuilding` };
     }
@@ -125,11 +136,13 @@ export class LocalStore {
       try {
         path = this.cas.path(digest);
       } catch {
+        this.pending.delete(key);
         this.ac.removeSync(key);
         return { miss: 'corrupt', warning: `cache entry ${short} names an invalid digest ${JSON.stringify(digest)}; rebuilding` };
       }
       const check = this.cas.verifySync(digest, size);
       if (check.ok) continue;
+      this.pending.delete(key);
       this.ac.removeSync(key);
       if (check.missing) {
         this.cas.forgetSync(digest);
@@ -155,10 +168,32 @@ export class LocalStore {
     return this.cas.put(file);
   }
 
+  /**
+   * Group commit (ccache and Bazel fsync every blob; a thousand small actions then wait on a thousand fsyncs): the
+   * entry is visible to this process at once, and becomes durable with the others at the next flush, which first
+   * makes every blob durable with one `sync -f` of the cache's file system and only then commits the index
+   * entries. A crash before the flush loses those entries (a cache miss), never points an entry at a lost blob.
+   */
   async putResult(result: ActionResult): Promise<void> {
-    await this.ac.put(result.key, result);
-    // The put promise resolves on commit; with lmdb-js's default overlappingSync, durability comes later.
+    this.pending.set(result.key, result);
+    this.flushTimer ??= setTimeout(() => void this.flush(), GROUP_COMMIT_MS);
+  }
+
+  /** Makes every pending result durable: blobs first (syncfs), then the index entries in one transaction. */
+  async flush(): Promise<void> {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    if (this.pending.size === 0) return;
+    const batch = [...this.pending.values()];
+    try {
+      await run('sync', ['-f', this.dir]);
+    } catch {
+      await run('sync', []); // coreutils without -f (or another sync): the whole machine, still correct
+    }
+    for (const r of batch) void this.ac.put(r.key, r);
+    // The put promises resolve on commit; with lmdb-js's default overlappingSync, durability comes at `flushed`.
     await this.ac.flushed;
+    for (const r of batch) if (this.pending.get(r.key) === r) this.pending.delete(r.key);
   }
 
   blobPath(digest: string): string {
@@ -187,6 +222,7 @@ export class LocalStore {
     if (shared?.store !== this) return; // already closed
     if (--shared.refs > 0) return;
     openStores.delete(this.realDir);
+    await this.flush();
     await this.root.flushed;
     await this.root.close();
   }

@@ -238,6 +238,8 @@ test('materialize hard-links the blob and re-links after the dest is deleted', a
 test('a second process sharing the cache dir sees the entries', async (t) => {
   const { store, key, result } = await openWithEntry(t);
   store.kv('history').put('//pkg:pkg', { durationMs: 1234 });
+  // Results are group-committed: other processes see them once this one flushes (at latest when it closes).
+  await store.flush();
   const mod = fileURLToPath(new URL('../cache/local-store.js', import.meta.url));
   const script = `
     const { LocalStore } = await import(${JSON.stringify(mod)});

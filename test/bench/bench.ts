@@ -76,30 +76,79 @@ function floorMs(s: Synthetic): number {
   return median(Array.from({ length: REPEATS }, () => time([process.execPath, '-e', script], s.dir)));
 }
 
+/**
+ * The floor of a cold build: a bare Node script spawning the same N commands in the same folders with the same
+ * parallelism. What wg takes beyond it, divided by N, is its per-action overhead.
+ */
+function spawnFloorMs(s: Synthetic, jobs: number): number {
+  const dirs = path.join(s.cacheDir, '..', 'dirs.json');
+  fs.writeFileSync(dirs, JSON.stringify(s.inputs.map((f) => path.dirname(f))));
+  const script =
+    `const {spawn}=require('child_process');const d=JSON.parse(require('fs').readFileSync(${JSON.stringify(dirs)},'utf8'));` +
+    `let i=0;const next=()=>{if(i>=d.length)return;const c=d[i++];spawn('cp',['input.txt','floor.txt'],{cwd:c}).on('close',next)};` +
+    `for(let k=0;k<${jobs};k++)next();`;
+  return time([process.execPath, '-e', script], s.dir);
+}
+
+/** Wall time and peak RSS (KiB) of one command, through /usr/bin/time when the machine has it. */
+function timeWithRss(argv: string[], cwd: string, env: Record<string, string>): { ms: number; rssKiB: number | null } {
+  if (!fs.existsSync('/usr/bin/time')) return { ms: time(argv, cwd, env), rssKiB: null };
+  const out = path.join(os.tmpdir(), `wg-bench-rss-${process.pid}`);
+  const ms = time(['/usr/bin/time', '-o', out, '-f', '%M', ...argv], cwd, env);
+  const rssKiB = Number(fs.readFileSync(out, 'utf8').trim().split('\n').pop());
+  fs.rmSync(out, { force: true });
+  return { ms, rssKiB };
+}
+
 function main(): void {
   const rows: string[][] = [];
+  const jobs = os.availableParallelism();
   for (const n of SIZES) {
     const s = generate(n);
-    const wg = (): number => time([process.execPath, WG_BIN, 'build', '//...', '-j', String(os.availableParallelism())], s.dir, { WG_CACHE_DIR: s.cacheDir });
+    const env = { WG_CACHE_DIR: s.cacheDir };
+    const wg = (extra: Record<string, string> = {}): number =>
+      time([process.execPath, WG_BIN, 'build', '//...', '-j', String(jobs)], s.dir, { ...env, ...extra });
     const floor = floorMs(s);
+    const ratio = (ms: number): string => `${(ms / floor).toFixed(2)}×`;
+    const row = (what: string, ms: number, vs = ratio(ms)): void => {
+      rows.push([`${n}`, what, `${ms.toFixed(0)} ms`, vs]);
+    };
+    row('floor (node + stat inputs)', floor);
+
+    const analysis = timeWithRss([process.execPath, WG_BIN, 'build', '//...', '--dry-run'], s.dir, env);
+    row('analysis, cold (parse, graph, keys)', analysis.ms);
+    if (analysis.rssKiB !== null) rows.push([`${n}`, 'analysis peak RSS', `${(analysis.rssKiB / 1024).toFixed(0)} MiB`, '']);
+
+    const spawnFloor = spawnFloorMs(s, jobs);
     const cold = wg();
-    const noop = median(Array.from({ length: REPEATS }, wg));
+    row('cold build', cold);
+    rows.push([`${n}`, 'engine overhead per action', `${((cold - spawnFloor) / n).toFixed(1)} ms`, `(spawn floor ${spawnFloor.toFixed(0)} ms)`]);
+
+    // Past the racy window, so the last build may write its no-op snapshot.
+    spawnSync('sleep', ['2.1']);
+    wg();
+    row('no-op build (snapshot)', median(Array.from({ length: REPEATS }, () => wg())));
+    row('no-op build (full path)', median(Array.from({ length: REPEATS }, () => wg({ WG_NO_FAST_PATH: '1' }))));
+
+    const restore: number[] = [];
+    for (let i = 0; i < REPEATS; i++) {
+      fs.rmSync(path.join(s.dir, 'wg-out'), { recursive: true, force: true });
+      restore.push(wg());
+    }
+    row('restore all outputs (wg-out deleted)', median(restore));
+
     const leaf: number[] = [];
+    const one: number[] = [];
     for (let i = 0; i < REPEATS; i++) {
       fs.writeFileSync(s.leafInput, `changed ${i}\n`);
       leaf.push(wg());
+      one.push(time(['cp', s.leafInput, path.join(path.dirname(s.leafInput), 'floor.txt')], path.dirname(s.leafInput)));
     }
-    const ratio = (ms: number): string => `${(ms / floor).toFixed(2)}×`;
-    rows.push(
-      [`${n}`, 'floor (node + stat inputs)', `${floor.toFixed(0)} ms`, '1.00×'],
-      [`${n}`, 'cold build', `${cold.toFixed(0)} ms`, ratio(cold)],
-      [`${n}`, 'cold build per action', `${(cold / n).toFixed(1)} ms`, ''],
-      [`${n}`, 'no-op build', `${noop.toFixed(0)} ms`, ratio(noop)],
-      [`${n}`, 'one-leaf change', `${median(leaf).toFixed(0)} ms`, ratio(median(leaf))],
-    );
+    const oneAction = median(one);
+    row('one-leaf change', median(leaf), `${(median(leaf) / (floor + oneAction)).toFixed(2)}× (floor + one action)`);
     fs.rmSync(path.dirname(s.dir), { recursive: true, force: true });
   }
-  const widths = [6, 28, 12, 8];
+  const widths = [6, 38, 12, 8];
   const fmt = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   console.log(`wg bench on ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, node ${process.version}, medians of ${REPEATS}`);
   console.log(fmt(['N', 'measure', 'time', 'vs floor']));
