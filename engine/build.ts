@@ -25,6 +25,7 @@ import { actionKey, KEY_FORMAT, type ActionKey, type KeyRecord } from './key.js'
 import type { Label } from './label.js';
 import { BUILD_FILE, loadWorkspace, type Workspace } from './load.js';
 import { InputSet } from './inputs.js';
+import { loadWorkspaceCached } from './parse-cache.js';
 import { inputCheck } from './input-check.js';
 import { logPath, OUT_DIR, outputPath } from './outputs.js';
 import { loadPlugins, runPostBuildHooks, withoutPlugins, type LoadedPlugin, type Plugins } from './plugins.js';
@@ -112,9 +113,9 @@ export interface Selection {
  * Load → analyze → select; throws DiagnosticError (BUILD.yaml mistakes) or UsageError (bad patterns). `plugins`
  * comes from `await loadPlugins(root)`; without it only built-in rules are known (and plugin rules are unknown).
  */
-export function loadSelection(root: string, patterns: string[], plugins: Plugins = withoutPlugins()): Selection {
+export function loadSelection(root: string, patterns: string[], plugins: Plugins = withoutPlugins(), cacheDir?: string): Selection {
   const rules = plugins.rules;
-  const ws = loadWorkspace(root, rules);
+  const ws = cacheDir ? loadWorkspaceCached(root, rules, cacheDir) : loadWorkspace(root, rules);
   const { analysis, diagnostics, warnings } = analyze(ws, rules);
   if (plugins.diagnostics.length + diagnostics.length > 0) throw new DiagnosticError([...plugins.diagnostics, ...diagnostics, ...warnings]);
   const selection = selectTargets(patterns, analysis, ws);
@@ -211,7 +212,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
   // Wall-clock time (the clock file ctimes use) before any input is read, for the snapshot's racy check.
   const readStartNs = BigInt(Date.now()) * 1_000_000n;
   noteWorkspaceInputs(options.root, inputs);
-  const selection = loadSelection(options.root, options.patterns, await loadPlugins(options.root));
+  const selection = loadSelection(options.root, options.patterns, await loadPlugins(options.root), options.cacheDir);
   for (const f of selection.plugins.files) inputs.addFile(f);
   const { analysis, order } = selection;
   for (const message of selection.warnings) emit({ type: 'warning', message });

@@ -154,7 +154,8 @@ async function buildCommand(patterns: string[], flags: BuildFlags): Promise<numb
   }
 }
 
-function reportError(e: unknown, root: string | null): number {
+/** Prints an expected failure (BUILD.yaml diagnostics, a usage error, an unreachable source) and returns the exit code; throws anything else. */
+export function reportError(e: unknown, root: string | null): number {
   if (e instanceof DiagnosticError) {
     const list = sortDiagnostics(e.diagnostics);
     // Diagnostics point into BUILD.yaml, env files (envs/x.env) and patches: each file's text is read for its excerpt.
@@ -232,6 +233,52 @@ export function makeProgram(): Command {
       try {
         root = findWorkspace(flags.workspace ?? process.cwd());
         process.exitCode = await buildCommand(patterns, flags);
+      } catch (e) {
+        process.exitCode = reportError(e, root);
+      }
+    });
+
+  program
+    .command('watch')
+    .description('build, then build again whenever an input of the targets changes (Ctrl-C stops)')
+    .argument('[patterns...]', 'targets: //pkg:variant, //pkg (all its variants), //... (everything), //...:variant', [])
+    .option('-C, --workspace <dir>', 'workspace folder (default: the nearest folder above with a BUILD.yaml)')
+    .option('--cache-dir <dir>', 'local cache folder (default: $WG_CACHE_DIR, else $XDG_CACHE_HOME/wg or ~/.cache/wg)')
+    .addOption(new Option('-j, --jobs <n>', 'CPU slots shared by running builds (default: the number of cores)').argParser(parseJobs))
+    .addOption(new Option('--gpus <n|ids>', 'GPU slots: a count (--gpus 2) or device ids (--gpus 0,3) (default: the GPUs nvidia-smi lists)').argParser(parseGpus))
+    .addOption(new Option('--memory <size>', 'memory shared by running builds, e.g. 16G (default: RAM, or the cgroup limit when lower)').argParser(parseMemory))
+    .option('-k, --keep-going', 'after a failure, go on building everything that does not depend on it')
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  wg watch //fastmath:cpu       rebuild fastmath whenever its sources, patches, env files or BUILD.yaml change\n' +
+        '  wg watch -k //...             everything; a failure does not stop the other targets\n' +
+        '\nExit code: 130 when stopped with Ctrl-C.',
+    )
+    .action(async (patterns: string[], flags: BuildFlags) => {
+      let root: string | null = null;
+      try {
+        root = findWorkspace(flags.workspace ?? process.cwd());
+        const cwd = process.cwd();
+        const workspace = root;
+        // Loaded only here: a plain build never pays for chokidar and the hasher.
+        const { watchCommand } = await import('./watch.js');
+        process.exitCode = await watchCommand(
+          {
+            build: {
+              root,
+              patterns: patterns.length > 0 ? patterns : ['//...'],
+              cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(),
+              keepGoing: flags.keepGoing ?? false,
+              limits: { cpus: flags.jobs ?? detectCores(), memory: flags.memory ?? detectMemory(), gpus: flags.gpus ?? null },
+            },
+          },
+          {
+            reporter: () => makeReporter(cwd),
+            note: (line) => process.stderr.write(`${line}\n`),
+            reportError: (e) => void reportError(e, workspace),
+          },
+        );
       } catch (e) {
         process.exitCode = reportError(e, root);
       }

@@ -14,7 +14,9 @@ export type FailureReason =
   /** Exit 137, SIGKILL not sent by wg, or a log saying `Killed` / `cicc died due to signal 9`. */
   | 'out-of-memory'
   /** The target's `timeout` passed; its process group was killed. */
-  | 'timed-out';
+  | 'timed-out'
+  /** A source file or patch its key was read from changed while it ran: the result was discarded, not stored. */
+  | 'inputs-changed';
 
 export type BuildEvent =
   | { type: 'plan'; total: number; toBuild: number; cached: number }

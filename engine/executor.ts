@@ -65,6 +65,11 @@ export interface ExecutorOptions {
   usage?: { peakBytes: number };
   /** Append to the log (a retry keeps the failed attempt's log above its own). */
   appendLog?: boolean;
+  /**
+   * Called just before the result is stored: a message when an input the key was read from changed while the
+   * action ran (engine/input-check.ts). The result is then discarded: it may be of content the key does not name.
+   */
+  verifyInputs?: () => string | null;
 }
 
 /** Lines that mean a compiler or linker of the build was killed for memory even though the step exited normally. */
@@ -113,6 +118,8 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
     fs.writeSync(logFd, secrets.length > 0 ? redact(text, secrets) : text);
   };
   let succeeded = false;
+  // A result discarded because its inputs changed holds nothing worth inspecting: its sandbox goes too.
+  let discarded = false;
   // The timeout covers the whole action; it stops the step running when it fires, and every later one.
   const timer: StepTimer = { timedOut: false, current: null, timeoutMs: input.timeoutMs };
   const timeout =
@@ -207,7 +214,6 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
       stored.push({ path: out.path, kind: out.kind, digest: blob.digest, size: blob.size, mode });
     }
     log(`# done in ${((Date.now() - started) / 1000).toFixed(1)}s`);
-    fs.fsyncSync(logFd);
     const logBlob = await options.store.putBlob(options.logPath);
     const result: ActionResult = {
       key: input.key,
@@ -218,6 +224,11 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
       durationMs: Date.now() - started,
       createdAt: new Date().toISOString(),
     };
+    const changed = options.verifyInputs?.() ?? null;
+    if (changed !== null) {
+      discarded = true;
+      throw new ActionFailure('inputs-changed', changed);
+    }
     await options.store.putResult(result);
     succeeded = true;
     return result;
@@ -226,12 +237,12 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
     // The message goes to the terminal, --json and the report: a rule that quoted a secret must not leak it there.
     const failure = secrets.length > 0 ? new ActionFailure(caught.reason, redact(caught.message, secrets)) : caught;
     log(`# FAILED: ${failure.message}`);
-    log(`# sandbox kept for inspection: ${sandbox}`);
+    if (!discarded) log(`# sandbox kept for inspection: ${sandbox}`);
     throw failure;
   } finally {
     if (timeout) clearTimeout(timeout);
     fs.closeSync(logFd);
-    if (succeeded) fs.rmSync(sandbox, { recursive: true, force: true });
+    if (succeeded || discarded) fs.rmSync(sandbox, { recursive: true, force: true });
   }
 }
 

@@ -38,6 +38,8 @@ export function eventLines(e: BuildEvent, cwd: string): string[] {
     case 'built':
       return [`built ${e.label} in ${seconds(e.durationMs)}`];
     case 'failed':
+      // The build itself went fine; its log says nothing about why the result was discarded.
+      if (e.reason === 'inputs-changed') return [`FAILED ${e.label}: ${e.message}`];
       return [
         // A timeout's message reads on from the label: `FAILED //pkg:t timed out after 2s (killed process group 12345)`.
         e.reason === 'timed-out' ? `FAILED ${e.label} ${e.message}` : `FAILED ${e.label}: ${e.message}`,

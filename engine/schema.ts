@@ -31,6 +31,17 @@ export class SpanIndex {
   private readonly values = new Map<string, Span>();
   private readonly keys = new Map<string, Span>();
 
+  /** The index as plain data (for the parse cache), and back. */
+  dump(): { values: [string, Span][]; keys: [string, Span][] } {
+    return { values: [...this.values], keys: [...this.keys] };
+  }
+  static restore(data: { values: [string, Span][]; keys: [string, Span][] }): SpanIndex {
+    const index = new SpanIndex();
+    for (const [k, v] of data.values) index.values.set(k, v);
+    for (const [k, v] of data.keys) index.keys.set(k, v);
+    return index;
+  }
+
   setValue(path: Path, span: Span): void {
     this.values.set(pathId(path), span);
   }
