@@ -376,4 +376,11 @@ export function makeProgram(): Command {
   return program;
 }
 
-await makeProgram().parseAsync(process.argv);
+const program = makeProgram();
+// A mistake on the command line is exit 2, like one in BUILD.yaml; --help and --version stay 0.
+const usageExit = (command: Command): void => {
+  command.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+  command.commands.forEach(usageExit);
+};
+usageExit(program);
+await program.parseAsync(process.argv);

@@ -462,6 +462,21 @@ wg: error: "nothing" is not a target pattern: write //package:variant, //package
       ['fastmath:cpu', 'nothing'],
     );
   });
+
+  it('a bad flag value or an unknown command is exit 2 too, with the reason and where to find usage', async () => {
+    const ws = TempWorkspace.create({ 'BUILD.yaml': yaml });
+    try {
+      const bad = await ws.run(['build', '-j', 'x']);
+      assert.equal(bad.stderr, "error: option '-j, --jobs <n>' argument 'x' is invalid. expected a whole number ≥ 1\n(run wg --help for usage)\n");
+      assert.equal(bad.code, 2);
+      const unknown = await ws.run(['frob']);
+      assert.equal(unknown.stderr, "error: unknown command 'frob'\n(run wg --help for usage)\n");
+      assert.equal(unknown.code, 2);
+      assert.equal((await ws.run(['build', '--help'])).code, 0);
+    } finally {
+      ws.remove();
+    }
+  });
 });
 
 describe('mistakes found by probing or running', () => {
