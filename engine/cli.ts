@@ -326,11 +326,11 @@ export function makeProgram(): Command {
         '  wg query rdeps //fastmath             everything that rebuilds when fastmath changes\n' +
         '  wg query targets //... --output dot | dot -Tsvg > graph.svg',
     )
-    .action((kind: QueryKind, patterns: string[], flags: { output: QueryOutput; workspace?: string }) => {
+    .action(async (kind: QueryKind, patterns: string[], flags: { output: QueryOutput; workspace?: string }) => {
       let root: string | null = null;
       try {
         root = findWorkspace(flags.workspace ?? process.cwd());
-        process.stdout.write(runQuery(root, kind, patterns, flags.output));
+        process.stdout.write(await runQuery(root, kind, patterns, flags.output));
         process.exitCode = 0;
       } catch (e) {
         process.exitCode = reportError(e, root);

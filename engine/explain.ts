@@ -2,6 +2,7 @@
 // exactly as `wg build --dry-run` plans it) and the record of its last build in this workspace (last-build.ts).
 
 import { LocalStore } from '../cache/local-store.js';
+import { loadPlugins } from './plugins.js';
 import { loadSelection, planSelection, type Planned } from './build.js';
 import { canonicalJson, type KeyRecord } from './key.js';
 import type { Label } from './label.js';
@@ -30,7 +31,8 @@ export function explanationLines(x: Explanation): string[] {
 
 /** Plans the selected targets as `wg build --dry-run` would (running nothing) and explains each of them. */
 export async function explainTargets(root: string, patterns: string[], cacheDir: string): Promise<{ explanations: Explanation[]; warnings: string[] }> {
-  const selection = loadSelection(root, patterns);
+  // With the plugins, as a build loads them: their rules and their files' digests are part of the keys.
+  const selection = loadSelection(root, patterns, await loadPlugins(root));
   const store = LocalStore.open(cacheDir);
   try {
     const planned = await planSelection(selection, store, cacheDir);

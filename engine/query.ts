@@ -2,6 +2,7 @@
 // toolchain probe, no cache), as text (one label a line), JSON or Graphviz dot.
 
 import type { Analysis } from './analyze.js';
+import { loadPlugins } from './plugins.js';
 import { loadSelection } from './build.js';
 import type { Label } from './label.js';
 
@@ -55,7 +56,8 @@ export function renderQuery(labels: Label[], analysis: Analysis, output: QueryOu
 }
 
 /** Loads and checks the workspace (mistakes throw, as for `wg build`) and renders the answer. */
-export function runQuery(root: string, kind: QueryKind, patterns: string[], output: QueryOutput): string {
-  const selection = loadSelection(root, patterns);
+export async function runQuery(root: string, kind: QueryKind, patterns: string[], output: QueryOutput): Promise<string> {
+  // Plugins may add rule kinds: without them their packages would be reported as unknown rules.
+  const selection = loadSelection(root, patterns, await loadPlugins(root));
   return renderQuery(query(kind, selection.selected, selection.analysis), selection.analysis, output);
 }

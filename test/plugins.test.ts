@@ -91,6 +91,12 @@ describe('plugins', () => {
       ws.write('plugins/text.mjs', RULE_PLUGIN);
       ws.write('plugins/publish.mjs', `${HOOK_PLUGIN}// another comment\n`);
       assert.deepEqual(keys(await ws.build(['--dry-run'])), keys(first));
+
+      // query and explain load the plugins too: its rule is known, and explain keys targets as a build does.
+      const q = await ws.run(['query', 'targets', '//...']);
+      assert.equal(q.stdout, '//note:v1\n//plain:v1\n', q.stderr);
+      const ex = await ws.run(['explain', '//note:v1']);
+      assert.equal(ex.stdout, `//note:v1 is cached (key ${keys(first)['//note:v1']!.slice(0, 12)})\n`, ex.stderr);
     } finally {
       ws.remove();
     }
