@@ -70,6 +70,34 @@ export async function schedule(
   let stopped = false;
   /** When each job became ready, in sequence: FIFO order, and the tie-break of equal priorities. */
   const readySeq = new Map<Label, number>();
+  // Readiness is kept incrementally (unfinished dependencies per job, dependents per job) and the ready jobs in
+  // dispatch order, so each finished job costs work in proportion to its dependents, not to the whole graph:
+  // a 10,000-target build would otherwise rescan every waiting job after every action.
+  const unfinished = new Map<Label, number>();
+  const dependents = new Map<Label, Label[]>();
+  for (const job of jobs) {
+    const inside = [...new Set(job.deps)].filter((d) => byLabel.has(d));
+    unfinished.set(job.label, inside.length);
+    for (const d of inside) dependents.set(d, [...(dependents.get(d) ?? []), job.label]);
+  }
+  const ready: Job[] = [];
+  const before = (a: Job, b: Job): boolean => {
+    const sa = readySeq.get(a.label)!;
+    const sb = readySeq.get(b.label)!;
+    return order === 'fifo' ? sa < sb : a.priority > b.priority || (a.priority === b.priority && sa < sb);
+  };
+  const makeReady = (job: Job): void => {
+    readySeq.set(job.label, readySeq.size);
+    let lo = 0;
+    let hi = ready.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (before(ready[mid]!, job)) lo = mid + 1;
+      else hi = mid;
+    }
+    ready.splice(lo, 0, job);
+  };
+  for (const job of jobs) if (unfinished.get(job.label) === 0) makeReady(job);
 
   return new Promise((resolve) => {
     const finishIfDone = (): void => {
@@ -82,19 +110,17 @@ export async function schedule(
       resolve({ outcomes, blockedBy });
     };
 
+    /** Marks everything that depends on `failed` (directly or not) as skipped, blamed on the failed job. */
     const skipDependents = (failed: Label): void => {
-      let changed = true;
-      while (changed) {
-        changed = false;
-        for (const label of waiting) {
-          const job = byLabel.get(label)!;
-          const bad = job.deps.find((d) => outcomes.get(d) === 'failed' || outcomes.get(d) === 'skipped');
-          if (bad !== undefined) {
-            waiting.delete(label);
-            outcomes.set(label, 'skipped');
-            blockedBy.set(label, blockedBy.get(bad) ?? (outcomes.get(bad) === 'failed' ? bad : failed));
-            changed = true;
-          }
+      const queue = [failed];
+      while (queue.length > 0) {
+        const from = queue.pop()!;
+        for (const label of dependents.get(from) ?? []) {
+          if (!waiting.has(label)) continue;
+          waiting.delete(label);
+          outcomes.set(label, 'skipped');
+          blockedBy.set(label, blockedBy.get(from) ?? (outcomes.get(from) === 'failed' ? from : failed));
+          queue.push(label);
         }
       }
     };
@@ -102,16 +128,15 @@ export async function schedule(
     const pump = (): void => {
       if (stopSignal.aborted) stopped = true;
       if (!stopped) {
-        const ready = [...waiting]
-          .map((l) => byLabel.get(l)!)
-          .filter((j) => j.deps.every((d) => outcomes.get(d) === 'ok' || !byLabel.has(d)));
-        for (const j of ready) if (!readySeq.has(j.label)) readySeq.set(j.label, readySeq.size);
-        const seq = (j: Job): number => readySeq.get(j.label)!;
-        ready.sort(order === 'fifo' ? (a, b) => seq(a) - seq(b) : (a, b) => b.priority - a.priority || seq(a) - seq(b));
-        for (const job of ready) {
+        for (let i = 0; i < ready.length && freeCpus > 0; ) {
+          const job = ready[i]!;
           const want = clampToLimits(job.resources, limits);
           const memoryFits = limits.memory === 0 || want.memory <= freeMemory;
-          if (want.cpus > freeCpus || !memoryFits || want.gpus > freeGpus.length) continue;
+          if (want.cpus > freeCpus || !memoryFits || want.gpus > freeGpus.length) {
+            i++;
+            continue;
+          }
+          ready.splice(i, 1);
           const grant: Grant = { cpus: want.cpus, memory: want.memory, gpus: freeGpus.splice(0, want.gpus) };
           freeCpus -= grant.cpus;
           if (limits.memory > 0) freeMemory -= grant.memory;
@@ -128,7 +153,14 @@ export async function schedule(
               outcomes.set(job.label, outcome);
               if (outcome === 'failed') {
                 skipDependents(job.label);
+                for (let k = ready.length - 1; k >= 0; k--) if (!waiting.has(ready[k]!.label)) ready.splice(k, 1);
                 if (!keepGoing) stopped = true;
+              } else {
+                for (const d of dependents.get(job.label) ?? []) {
+                  const left = unfinished.get(d)! - 1;
+                  unfinished.set(d, left);
+                  if (left === 0 && waiting.has(d)) makeReady(byLabel.get(d)!);
+                }
               }
               pump();
             });
