@@ -2,8 +2,10 @@
 // would print if nothing changed, and every path whose stat says whether something did.
 
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import type { BuildReport } from './build.js';
-import { argsId, envHash, writeSnapshot, type Snapshot, type SnapshotArgs } from './noop-snapshot.js';
+import { statTuple, type StatTuple } from './inputs.js';
+import { argsId, envHash, SNAPSHOT_VERSION, writeSnapshot, type Snapshot, type SnapshotArgs } from './noop-snapshot.js';
 import { eventLines, summaryLines } from './report.js';
 
 /** Env variables that switch on work a no-op would skip (a remote cache to talk to): their values are part of it. */
@@ -26,25 +28,23 @@ export function recordNoop(report: BuildReport, args: SnapshotArgs, cwd: string)
     ...eventLines({ type: 'plan', total: n, toBuild: 0, cached: n }, cwd),
     ...summaryLines(noop, false, []).map((l) => l.replace(/ in 0\.0s$/, ' in {seconds}s')),
   ];
-  const outputs: [string, string][] = [];
+  const folders = new Set<string>();
   for (const t of report.targets) {
     for (const f of [...t.wheels, ...t.files, ...(t.log ? [t.log] : [])]) {
-      try {
-        outputs.push([f, String(fs.statSync(f, { bigint: true }).ino)]);
-      } catch {
-        return `${f} is missing`;
-      }
+      if (!fs.existsSync(f)) return `${f} is missing`;
+      folders.add(path.dirname(f));
     }
   }
+  const outputDirs = [...folders].sort().map((d): [string, StatTuple] => [d, statTuple(fs.statSync(d, { bigint: true }))]);
   const envNames = [...new Set([...report.inputs.envNames, ...ALWAYS_WATCHED_ENV])].sort();
   const snapshot: Snapshot = {
-    v: 1,
+    v: SNAPSHOT_VERSION,
     argsId: argsId(args),
     envNames,
     envHash: envHash(envNames),
     files: [...report.inputs.files],
     dirs: [...report.inputs.dirs],
-    outputs,
+    outputDirs,
     lines,
     json: { ok: true, durationMs: 0, targets: cached },
   };

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { StatTuple } from './inputs.js';
 
-const VERSION = 1;
+export const SNAPSHOT_VERSION = 2;
 /** A file changed less than this before it was read might change again within the same timestamp tick. */
 const RACY_WINDOW_NS = 2_000_000_000n;
 
@@ -26,8 +26,11 @@ export interface Snapshot {
   envHash: string;
   files: [string, StatTuple | null][];
   dirs: [string, StatTuple | null][];
-  /** Output files in wg-out with the inode they were linked to. */
-  outputs: [string, string][];
+  /**
+   * The folders of wg-out holding the outputs and logs, with their stat after the build: removing, renaming or
+   * replacing an output changes its folder's stat, at one stat per folder instead of one per file.
+   */
+  outputDirs: [string, StatTuple | null][];
   /** What the full path printed on stderr for a no-op, with `{seconds}` where the time goes. */
   lines: string[];
   /** The --json document of a no-op. */
@@ -40,7 +43,7 @@ export function snapshotPath(root: string): string {
 
 export function argsId(args: SnapshotArgs): string {
   return createHash('sha256')
-    .update(JSON.stringify({ v: VERSION, root: args.root, cacheDir: args.cacheDir, patterns: [...args.patterns].sort() }))
+    .update(JSON.stringify({ v: SNAPSHOT_VERSION, root: args.root, cacheDir: args.cacheDir, patterns: [...args.patterns].sort() }))
     .digest('hex');
 }
 
@@ -94,16 +97,10 @@ export function checkSnapshot(args: SnapshotArgs): Snapshot | null {
   } catch {
     return null;
   }
-  if (snapshot.v !== VERSION || snapshot.argsId !== argsId(args)) return null;
+  if (snapshot.v !== SNAPSHOT_VERSION || snapshot.argsId !== argsId(args)) return null;
   if (snapshot.envHash !== envHash(snapshot.envNames)) return null;
   for (const [p, st] of snapshot.files) if (!same(current(p), st)) return null;
   for (const [p, st] of snapshot.dirs) if (!same(current(p), st)) return null;
-  for (const [p, ino] of snapshot.outputs) {
-    try {
-      if (String(fs.statSync(p, { bigint: true }).ino) !== ino) return null;
-    } catch {
-      return null;
-    }
-  }
+  for (const [p, st] of snapshot.outputDirs) if (st === null || !same(current(p), st)) return null;
   return snapshot;
 }
