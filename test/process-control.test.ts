@@ -11,29 +11,9 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 
 import { statuses, TempWorkspace, WG_BIN, type BuildJson } from './rig.js';
+import { markedProcesses, until } from './processes.js';
 
 /** Pids of processes whose environment holds WG_RUN_MARKER=marker (zombies have no environment to read). */
-function markedProcesses(marker: string): number[] {
-  const needle = Buffer.from(`WG_RUN_MARKER=${marker}\0`);
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      if (fs.readFileSync(`/proc/${name}/environ`).includes(needle)) out.push(Number(name));
-    } catch {
-      /* gone, or not ours */
-    }
-  }
-  return out;
-}
-
-async function until(what: string, ms: number, ok: () => boolean): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 interface Started {
   child: ChildProcess;

@@ -9,45 +9,8 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 
 import { parseCgroupLimit, parseNvidiaSmi } from '../engine/machine.js';
+import { overlaps, readIntervals, recordingWorkspace, sleeper, type Interval } from './intervals.js';
 import { statuses, TempWorkspace } from './rig.js';
-
-interface Interval {
-  name: string;
-  start: number;
-  end: number;
-  /** What the action printed after its times: `$CUDA_VISIBLE_DEVICES`, `$MAX_JOBS`… */
-  info: string;
-}
-
-/** A `command` package that sleeps `seconds` and appends `NAME START END [INFO]` (ns) to `$REC`; `extra` is indented YAML. */
-function sleeper(name: string, seconds: number, info: string, extra = ''): string {
-  const cmd = `s=$(date +%s%N); sleep ${seconds}; e=$(date +%s%N); echo "${name} $s $e [${info}]" >> "$REC"`;
-  return `  ${name}:\n    rule: command\n    cmd: ${JSON.stringify(cmd)}\n    env:\n      REC: REC_PATH\n${extra}`;
-}
-
-function recordingWorkspace(yaml: string): { ws: TempWorkspace; rec: string } {
-  const ws = TempWorkspace.create();
-  const rec = path.join(ws.dir, '..', 'record.txt');
-  ws.write('BUILD.yaml', yaml.replaceAll('REC_PATH', JSON.stringify(rec)));
-  return { ws, rec };
-}
-
-function readIntervals(rec: string): Interval[] {
-  if (!fs.existsSync(rec)) return [];
-  return fs
-    .readFileSync(rec, 'utf8')
-    .trimEnd()
-    .split('\n')
-    .map((line) => {
-      const m = /^(\S+) (\d+) (\d+) \[(.*)\]$/.exec(line);
-      assert.ok(m, `unexpected record line ${JSON.stringify(line)}`);
-      return { name: m[1]!, start: Number(BigInt(m[2]!) / 1000n), end: Number(BigInt(m[3]!) / 1000n), info: m[4]! };
-    });
-}
-
-function overlaps(a: Interval, b: Interval): boolean {
-  return a.start < b.end && b.start < a.end;
-}
 
 /** The most GPU devices in use at one moment. */
 function maxDevicesInUse(intervals: Interval[]): number {

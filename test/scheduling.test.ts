@@ -9,43 +9,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 
+import { overlaps, readIntervals, recordingWorkspace, sleeper, type Interval } from './intervals.js';
 import { statuses, TempWorkspace, type BuildJson } from './rig.js';
 
-interface Interval {
-  name: string;
-  start: number;
-  end: number;
-  /** `$CUDA_VISIBLE_DEVICES`, or `unset`. */
-  devices: string;
-}
-
-/**
- * A `command` target that records `NAME START END [DEVICES]` (nanoseconds) into `$REC` after sleeping `seconds`.
- * `extra` is more YAML for the package, indented by four spaces.
- */
-function sleeper(name: string, seconds: number, extra = ''): string {
-  const cmd = `s=$(date +%s%N); sleep ${seconds}; e=$(date +%s%N); echo "${name} $s $e [\${CUDA_VISIBLE_DEVICES-unset}]" >> "$REC"`;
-  return `  ${name}:\n    rule: command\n    cmd: ${JSON.stringify(cmd)}\n    env:\n      REC: REC_PATH\n${extra}`;
-}
-
-/** A workspace whose BUILD.yaml says `REC_PATH` where the record file goes; returns it with that file's path. */
-function recordingWorkspace(yaml: string): { ws: TempWorkspace; rec: string } {
-  const ws = TempWorkspace.create();
-  const rec = path.join(ws.dir, '..', 'record.txt');
-  ws.write('BUILD.yaml', yaml.replaceAll('REC_PATH', JSON.stringify(rec)));
-  return { ws, rec };
-}
-
-function readIntervals(rec: string): Interval[] {
-  return fs
-    .readFileSync(rec, 'utf8')
-    .trimEnd()
-    .split('\n')
-    .map((line) => {
-      const m = /^(\S+) (\d+) (\d+) \[(.*)\]$/.exec(line);
-      assert.ok(m, `unexpected record line ${JSON.stringify(line)}`);
-      return { name: m[1]!, start: Number(BigInt(m[2]!) / 1000n), end: Number(BigInt(m[3]!) / 1000n), devices: m[4]! };
-    });
+/** A sleeper that records the devices it was given (`unset` when wg set no CUDA_VISIBLE_DEVICES). */
+function gpuSleeper(name: string, seconds: number, extra = ''): string {
+  return sleeper(name, seconds, '${CUDA_VISIBLE_DEVICES-unset}', extra);
 }
 
 /** The largest number of intervals running at one moment (an end at the same instant as a start does not overlap). */
@@ -64,20 +33,17 @@ function maxOverlap(intervals: Interval[]): number {
   return max;
 }
 
-function overlaps(a: Interval, b: Interval): boolean {
-  return a.start < b.end && b.start < a.end;
-}
 
 describe('GPU slots', () => {
   const yaml =
     'variants:\n  gpu:\n    resources:\n      gpus: 1\n  cpu: {}\npackages:\n' +
-    sleeper('t1', 0.5, '    variants: [gpu]\n') +
-    sleeper('t2', 0.5, '    variants: [gpu]\n') +
-    sleeper('t3', 0.5, '    variants: [gpu]\n') +
-    sleeper('t4', 0.5, '    variants: [gpu]\n') +
+    gpuSleeper('t1', 0.5, '    variants: [gpu]\n') +
+    gpuSleeper('t2', 0.5, '    variants: [gpu]\n') +
+    gpuSleeper('t3', 0.5, '    variants: [gpu]\n') +
+    gpuSleeper('t4', 0.5, '    variants: [gpu]\n') +
     // The fifth asks for its GPU in its own resources, in a variant that has none.
-    sleeper('t5', 0.5, '    variants: [cpu]\n    resources:\n      gpus: 1\n') +
-    sleeper('nogpu', 0.1, '    variants: [cpu]\n');
+    gpuSleeper('t5', 0.5, '    variants: [cpu]\n    resources:\n      gpus: 1\n') +
+    gpuSleeper('nogpu', 0.1, '    variants: [cpu]\n');
 
   it('--gpus 2: at most two GPU actions at once, each on exactly one device, never sharing it', async () => {
     const { ws, rec } = recordingWorkspace(yaml);
@@ -87,17 +53,17 @@ describe('GPU slots', () => {
       const all = readIntervals(rec);
       const gpu = all.filter((i) => i.name !== 'nogpu');
       assert.deepEqual(gpu.map((i) => i.name).sort(), ['t1', 't2', 't3', 't4', 't5']);
-      for (const i of gpu) assert.ok(i.devices === '0' || i.devices === '1', `${i.name} saw CUDA_VISIBLE_DEVICES=${i.devices}`);
+      for (const i of gpu) assert.ok(i.info === '0' || i.info === '1', `${i.name} saw CUDA_VISIBLE_DEVICES=${i.info}`);
       // Two slots, and with 8 CPU slots nothing else holds the actions back: exactly two run together.
       assert.equal(maxOverlap(gpu), 2);
       for (const a of gpu) {
         for (const b of gpu) {
-          if (a !== b && overlaps(a, b)) assert.notEqual(a.devices, b.devices, `${a.name} and ${b.name} ran together on GPU ${a.devices}`);
+          if (a !== b && overlaps(a, b)) assert.notEqual(a.info, b.info, `${a.name} and ${b.name} ran together on GPU ${a.info}`);
         }
       }
       // A target that declares no GPU sees an empty (not unset) list, which hides every device.
       assert.deepEqual(
-        all.filter((i) => i.name === 'nogpu').map((i) => i.devices),
+        all.filter((i) => i.name === 'nogpu').map((i) => i.info),
         [''],
       );
     } finally {
@@ -111,10 +77,10 @@ describe('GPU slots', () => {
       await ws.build(['--gpus', '0,3', '-j', '8']);
       const gpu = readIntervals(rec).filter((i) => i.name !== 'nogpu');
       assert.equal(gpu.length, 5);
-      assert.deepEqual([...new Set(gpu.map((i) => i.devices))].sort(), ['0', '3']);
+      assert.deepEqual([...new Set(gpu.map((i) => i.info))].sort(), ['0', '3']);
       for (const a of gpu) {
         for (const b of gpu) {
-          if (a !== b && overlaps(a, b)) assert.notEqual(a.devices, b.devices, `${a.name} and ${b.name} ran together on GPU ${a.devices}`);
+          if (a !== b && overlaps(a, b)) assert.notEqual(a.info, b.info, `${a.name} and ${b.name} ran together on GPU ${a.info}`);
         }
       }
     } finally {
@@ -124,7 +90,7 @@ describe('GPU slots', () => {
 
   it('a target needing more GPUs than there are slots is refused before anything runs', async () => {
     const { ws, rec } = recordingWorkspace(
-      'variants:\n  gpu:\n    resources:\n      gpus: 1\npackages:\n' + sleeper('big', 0, '    resources:\n      gpus: 2\n') + sleeper('small', 0),
+      'variants:\n  gpu:\n    resources:\n      gpus: 1\npackages:\n' + gpuSleeper('big', 0, '    resources:\n      gpus: 2\n') + gpuSleeper('small', 0),
     );
     try {
       const r = await ws.run(['build', '--gpus', '1']);
@@ -142,7 +108,7 @@ describe('GPU slots', () => {
 });
 
 describe('CPU slots', () => {
-  const yaml = 'variants:\n  cpu: {}\npackages:\n' + sleeper('s1', 0.4) + sleeper('s2', 0.4) + sleeper('s3', 0.4);
+  const yaml = 'variants:\n  cpu: {}\npackages:\n' + gpuSleeper('s1', 0.4) + gpuSleeper('s2', 0.4) + gpuSleeper('s3', 0.4);
 
   for (const [jobs, expected] of [
     [1, 1],

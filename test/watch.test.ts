@@ -12,6 +12,7 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 
 import { statuses, TempWorkspace, WG_BIN, type BuildJson } from './rig.js';
+import { markedProcesses, until } from './processes.js';
 
 /** How long one build (start to watching again) may take before a wait fails. */
 const BUILD_MS = 30_000;
@@ -114,27 +115,6 @@ class WatchProcess {
 }
 
 /** Pids of processes whose environment holds WG_RUN_MARKER=marker. */
-function markedProcesses(marker: string): number[] {
-  const needle = Buffer.from(`WG_RUN_MARKER=${marker}\0`);
-  const out: number[] = [];
-  for (const name of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      if (fs.readFileSync(`/proc/${name}/environ`).includes(needle)) out.push(Number(name));
-    } catch {
-      /* gone, or not ours */
-    }
-  }
-  return out;
-}
-
-async function until(what: string, ms: number, ok: () => boolean): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const PATCH = (to: string): string => `--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-hello\n+${to}\n`;
 
