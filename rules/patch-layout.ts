@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as pep440 from '@renovatebot/pep440';
-import damerauLevenshtein from 'damerau-levenshtein';
+import { didYouMean } from '../engine/diagnostics.js';
 
 export const PATCHES_DIR = 'patches';
 
@@ -144,16 +144,3 @@ function hasVariantPatches(dir: string): boolean {
   }
 }
 
-/** A close variant name, for a subfolder that names none (Damerau–Levenshtein: `cdua` is one edit from `cuda`). */
-function didYouMean(name: string, known: Iterable<string>): string {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const k of known) {
-    const d = damerauLevenshtein(name, k).steps;
-    if (d < bestDistance) {
-      best = k;
-      bestDistance = d;
-    }
-  }
-  return best !== undefined && bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? ` (did you mean "${best}"?)` : '';
-}
