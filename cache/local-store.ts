@@ -6,7 +6,7 @@
 // never a wrong output.
 
 import { execFile } from 'node:child_process';
-import { mkdirSync, realpathSync } from 'node:fs';
+import { mkdirSync, realpathSync, type BigIntStats } from 'node:fs';
 import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
@@ -209,8 +209,8 @@ export class LocalStore {
     return this.cas.materialize(digest, dest, mode);
   }
 
-  fileDigest(absPath: string): string {
-    return this.stats.fileDigest(absPath);
+  fileDigest(absPath: string, stat?: BigIntStats): string {
+    return this.stats.fileDigest(absPath, stat);
   }
 
   kv(name: KvName): Kv {

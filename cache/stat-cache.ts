@@ -15,7 +15,7 @@
 
 import { createHash } from 'node:crypto';
 import { isAbsolute } from 'node:path';
-import { statSync } from 'node:fs';
+import { statSync, type BigIntStats } from 'node:fs';
 import type { Database } from 'lmdb';
 import { hashFileSync, statFingerprint } from './cas.js';
 
@@ -47,10 +47,11 @@ export class StatCache {
     private readonly racyWindowMs = DEFAULT_RACY_WINDOW_MS,
   ) {}
 
-  fileDigest(absPath: string): string {
+  /** `stat`, when given, is the file's bigint stat taken just now by the caller (a tree walk already has it). */
+  fileDigest(absPath: string, stat?: BigIntStats): string {
     if (!isAbsolute(absPath)) throw new Error(`stat cache needs an absolute path, got ${absPath}`);
     const key = boundedKey(absPath);
-    const st = statSync(absPath, { bigint: true });
+    const st = stat ?? statSync(absPath, { bigint: true });
     const entry = this.written.has(key) ? this.written.get(key) : this.db.get(key);
     if (entry && !entry.racy && entry.fp === statFingerprint(st, true)) return entry.digest;
 

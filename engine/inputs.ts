@@ -29,9 +29,9 @@ export class InputSet {
     }
   }
 
-  /** Call before reading the file. */
-  addFile(abs: string): void {
-    if (!this.files.has(abs)) this.files.set(abs, InputSet.take(abs));
+  /** Call before reading the file; `stat` is its bigint stat when the caller just took it. */
+  addFile(abs: string, stat?: fs.BigIntStats): void {
+    if (!this.files.has(abs)) this.files.set(abs, stat ? statTuple(stat) : InputSet.take(abs));
   }
 
   /** Call before listing the folder. */

@@ -26,14 +26,18 @@ function skipped(name: string, atRoot: boolean): boolean {
   return SKIPPED_ANYWHERE.has(name) || name.endsWith('.egg-info') || name.endsWith('.pyc') || (atRoot && SKIPPED_AT_ROOT.has(name));
 }
 
-/** Lists the tree in a stable order, refusing symlinks that leave it and anything that is not a file or folder. */
 /** Told about each folder before it is listed and each file before it is read (the no-op snapshot's inputs). */
 export interface TreeObserver {
   dir(abs: string): void;
-  file(abs: string): void;
+  /** `stat` is the file's bigint lstat, taken before it is read. */
+  file(abs: string, stat: fs.BigIntStats): void;
 }
 
-export function listTree(root: string, fileDigest: (abs: string) => string, observe?: TreeObserver): TreeEntry[] {
+/**
+ * Lists the tree in a stable order, refusing symlinks that leave it and anything that is not a file or folder.
+ * Each entry is stat-ed once; that stat goes to the observer and to `fileDigest` (the stat cache's check).
+ */
+export function listTree(root: string, fileDigest: (abs: string, stat: fs.BigIntStats) => string, observe?: TreeObserver): TreeEntry[] {
   const entries: TreeEntry[] = [];
   const realRoot = fs.realpathSync(root);
   const walk = (rel: string): void => {
@@ -44,12 +48,12 @@ export function listTree(root: string, fileDigest: (abs: string) => string, obse
       if (skipped(name, rel === '')) continue;
       const relPath = rel === '' ? name : `${rel}/${name}`;
       const abs = path.join(root, relPath);
-      const st = fs.lstatSync(abs);
+      const st = fs.lstatSync(abs, { bigint: true });
       if (st.isDirectory()) {
         walk(relPath);
       } else if (st.isFile()) {
-        observe?.file(abs);
-        entries.push({ path: relPath, type: 'file', executable: (st.mode & 0o111) !== 0, content: fileDigest(abs) });
+        observe?.file(abs, st);
+        entries.push({ path: relPath, type: 'file', executable: (st.mode & 0o111n) !== 0n, content: fileDigest(abs, st) });
       } else if (st.isSymbolicLink()) {
         const target = fs.readlinkSync(abs);
         let resolved: string;
