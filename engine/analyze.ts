@@ -121,15 +121,16 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
   for (const target of targets.values()) {
     const pkg = target.package;
     dependencyRefs(pkg, target.rule).forEach(({ text, path: refPath }) => {
-      const at = ws.spans.value(['packages', pkg.name, ...refPath]);
+      // Looked up only for a mistake: a cached workspace restores its spans on first use (engine/parse-cache.ts).
+      const at = (): ReturnType<typeof ws.spans.value> => ws.spans.value(['packages', pkg.name, ...refPath]);
       const ref = parseDepRef(text);
-      if (!ref.ok) return error(ref.error, at);
+      if (!ref.ok) return error(ref.error, at());
       const depPkg = ws.packages.get(ref.value.package);
       if (!depPkg && ws.rejected.has(`packages/${ref.value.package}`)) return;
       if (!depPkg) {
         return error(
           `package "${pkg.name}" depends on unknown package "${ref.value.package}"${didYouMean(ref.value.package, ws.packages.keys())}`,
-          at,
+          at(),
         );
       }
       const variant = ref.value.variant ?? target.variant.name;
@@ -137,7 +138,7 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
       if (ref.value.variant !== null && !ws.variants.has(variant)) {
         return error(
           `package "${pkg.name}" depends on ${makeLabel(ref.value.package, variant)}, but there is no variant "${variant}"${didYouMean(variant, ws.variants.keys())}`,
-          at,
+          at(),
         );
       }
       const depLabel = makeLabel(depPkg.name, variant);
@@ -145,7 +146,7 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
       if (!targets.has(depLabel)) {
         return error(
           `${target.label} depends on ${depLabel}, but package "${depPkg.name}" is not built in variant "${variant}"`,
-          at,
+          at(),
         );
       }
       if (!target.deps.includes(depLabel)) target.deps.push(depLabel);

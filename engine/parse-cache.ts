@@ -11,7 +11,7 @@ import { BUILD_FILE, loadWorkspace, type Workspace } from './load.js';
 import { SpanIndex } from './schema.js';
 
 /** Bumped whenever the shape of Workspace changes, so old entries are never read into a new shape. */
-const FORMAT = 'wg-parse-1';
+const FORMAT = 'wg-parse-2';
 
 function cacheKey(root: string, text: string, rules: ReadonlyMap<string, Rule>): string {
   const h = createHash('sha256');
@@ -32,8 +32,10 @@ export function loadWorkspaceCached(root: string, rules: ReadonlyMap<string, Rul
   }
   const file = path.join(cacheDir, 'parse', `${cacheKey(root, text, rules)}.bin`);
   try {
-    const stored = v8.deserialize(fs.readFileSync(file)) as Workspace & { spans: ReturnType<SpanIndex['dump']> };
-    return { ...stored, spans: SpanIndex.restore(stored.spans) };
+    // Spans are kept as their own serialized blob and decoded only if a diagnostic needs one.
+    const stored = v8.deserialize(fs.readFileSync(file)) as Workspace & { spans: Buffer };
+    const blob = stored.spans;
+    return { ...stored, spans: SpanIndex.lazy(() => SpanIndex.restore(v8.deserialize(blob) as ReturnType<SpanIndex['dump']>)) };
   } catch {
     // Absent or unreadable: parse.
   }
@@ -42,7 +44,7 @@ export function loadWorkspaceCached(root: string, rules: ReadonlyMap<string, Rul
     try {
       fs.mkdirSync(path.dirname(file), { recursive: true });
       const tmp = `${file}.${process.pid}.tmp`;
-      fs.writeFileSync(tmp, v8.serialize({ ...ws, spans: ws.spans.dump() }));
+      fs.writeFileSync(tmp, v8.serialize({ ...ws, spans: v8.serialize(ws.spans.dump()) }));
       fs.renameSync(tmp, file);
     } catch {
       // A cache that cannot be written only costs the next run a parse.

@@ -30,9 +30,27 @@ export type Path = readonly (string | number)[];
 export class SpanIndex {
   private readonly values = new Map<string, Span>();
   private readonly keys = new Map<string, Span>();
+  /** Fills the maps on first use: most runs of a cached workspace never point at a byte of it. */
+  private pending: (() => SpanIndex) | null = null;
+
+  /** An index restored by `load` the first time a span is asked for. */
+  static lazy(load: () => SpanIndex): SpanIndex {
+    const index = new SpanIndex();
+    index.pending = load;
+    return index;
+  }
+
+  private ready(): void {
+    if (!this.pending) return;
+    const loaded = this.pending();
+    this.pending = null;
+    for (const [k, v] of loaded.values) this.values.set(k, v);
+    for (const [k, v] of loaded.keys) this.keys.set(k, v);
+  }
 
   /** The index as plain data (for the parse cache), and back. */
   dump(): { values: [string, Span][]; keys: [string, Span][] } {
+    this.ready();
     return { values: [...this.values], keys: [...this.keys] };
   }
   static restore(data: { values: [string, Span][]; keys: [string, Span][] }): SpanIndex {
@@ -43,13 +61,16 @@ export class SpanIndex {
   }
 
   setValue(path: Path, span: Span): void {
+    this.ready();
     this.values.set(pathId(path), span);
   }
   setKey(path: Path, span: Span): void {
+    this.ready();
     this.keys.set(pathId(path), span);
   }
   /** The span of the value at `path`, or of the nearest enclosing value that has one. */
   value(path: Path): Span | undefined {
+    this.ready();
     for (let n = path.length; n >= 0; n--) {
       const span = this.values.get(pathId(path.slice(0, n)));
       if (span) return span;
@@ -58,10 +79,12 @@ export class SpanIndex {
   }
   /** The span of the map key naming `path`, if that path is a map entry. */
   keyOnly(path: Path): Span | undefined {
+    this.ready();
     return this.keys.get(pathId(path));
   }
   /** The span of the map key naming `path` (falls back to the value's span). */
   key(path: Path): Span | undefined {
+    this.ready();
     return this.keys.get(pathId(path)) ?? this.value(path);
   }
 }

@@ -463,6 +463,30 @@ wg: error: "nothing" is not a target pattern: write //package:variant, //package
     );
   });
 
+  it('a mistake found after BUILD.yaml was parsed from the parse cache points at the same bytes', async () => {
+    const ws = TempWorkspace.create({
+      'BUILD.yaml': 'variants:\n  cpu: {}\npackages:\n  a:\n    rule: command\n    source: src/a\n    cmd: "true"\n',
+      'src/a/f': 'x\n',
+    });
+    try {
+      assert.equal((await ws.run(['build'])).code, 0);
+      assert.equal(fs.readdirSync(path.join(ws.cacheDir, 'parse')).length, 1);
+      fs.rmSync(ws.path('src/a'), { recursive: true });
+      const r = await ws.run(['build']);
+      assert.equal(
+        r.stderr,
+        `BUILD.yaml:6:13: error: source folder "src/a" of package "a" does not exist
+ 6 |     source: src/a
+   |             ~~~~~
+wg: 1 error in BUILD.yaml; nothing was built
+`,
+      );
+      assert.equal(r.code, 2);
+    } finally {
+      ws.remove();
+    }
+  });
+
   it('a bad flag value or an unknown command is exit 2 too, with the reason and where to find usage', async () => {
     const ws = TempWorkspace.create({ 'BUILD.yaml': yaml });
     try {
