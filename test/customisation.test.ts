@@ -12,20 +12,10 @@ import yazl from 'yazl';
 import { overridePyproject } from '../rules/pyproject-overrides.js';
 import { readZip, retagWheel } from '../rules/wheel-retag.js';
 import { sh, statuses, SYSTEM_PYTHON, TempWorkspace } from './rig.js';
+import { installTorch as standInTorch } from './stand-in-torch.js';
 
-function writeFile(file: string, text: string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, text);
-}
 
-/** A stand-in torch laid out as pip would install it, built for CUDA 12.4 with the C++11 ABI off. */
-function installTorch(siteDir: string, version: string): void {
-  writeFile(path.join(siteDir, 'torch', '__init__.py'), `__version__ = '${version}'\n`);
-  writeFile(path.join(siteDir, 'torch', 'version.py'), "cuda = '12.4'\n");
-  writeFile(path.join(siteDir, 'torch', '_C.py'), '_GLIBCXX_USE_CXX11_ABI = False\n');
-  writeFile(path.join(siteDir, `torch-${version}.dist-info`, 'METADATA'), `Metadata-Version: 2.1\nName: torch\nVersion: ${version}\n`);
-  writeFile(path.join(siteDir, `torch-${version}.dist-info`, 'RECORD'), '');
-}
+const installTorch = (siteDir: string, version: string): void => standInTorch(siteDir, version, { cuda: '12.4', cxx11abi: false });
 
 /** A minimal pure-Python wheel written by hand, as a vendor would ship one. */
 async function makeWheel(dir: string, name: string, version: string, module: string): Promise<string> {

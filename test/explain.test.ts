@@ -12,6 +12,7 @@ import { diffRecords } from '../engine/explain.js';
 import { KEY_FORMAT, type KeyRecord } from '../engine/key.js';
 import type { ToolchainFacts } from '../rules/rule.js';
 import { sh, SYSTEM_PYTHON, TempWorkspace } from './rig.js';
+import { installTorch as standInTorch } from './stand-in-torch.js';
 
 const BUILD = `variants:
   cpu:
@@ -175,21 +176,7 @@ packages:
   });
 });
 
-/** Replaces any stand-in torch in `siteDir` with `version`, laid out as pip would (see toolchain-key.test.ts). */
-function installTorch(siteDir: string, version: string): void {
-  const write = (rel: string, text: string): void => {
-    fs.mkdirSync(path.dirname(path.join(siteDir, rel)), { recursive: true });
-    fs.writeFileSync(path.join(siteDir, rel), text);
-  };
-  for (const entry of fs.readdirSync(siteDir)) {
-    if (/^torch-.*\.dist-info$/.test(entry)) fs.rmSync(path.join(siteDir, entry), { recursive: true });
-  }
-  write('torch/__init__.py', `__version__ = '${version}'\n`);
-  write('torch/version.py', 'cuda = None\n');
-  write('torch/_C.py', '_GLIBCXX_USE_CXX11_ABI = True\n');
-  write(`torch-${version}.dist-info/METADATA`, `Metadata-Version: 2.1\nName: torch\nVersion: ${version}\n`);
-  write(`torch-${version}.dist-info/RECORD`, '');
-}
+const installTorch = (siteDir: string, version: string): void => standInTorch(siteDir, version);
 
 describe('the words of a record diff (inputs a test machine cannot flip)', () => {
   const facts = (python: string, nvcc: string | null, torch: string | null): ToolchainFacts => ({

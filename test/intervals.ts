@@ -48,3 +48,22 @@ export function readIntervals(rec: string): Interval[] {
 export function overlaps(a: Interval, b: Interval): boolean {
   return a.start < b.end && b.start < a.end;
 }
+
+/**
+ * The largest total `weight` of intervals running at one moment (an end at the same instant as a start does not
+ * overlap): with the default weight, how many ran at once.
+ */
+export function maxConcurrent(intervals: Interval[], weight: (i: Interval) => number = () => 1): number {
+  const events = intervals.flatMap((i) => [
+    { t: i.start, d: weight(i) },
+    { t: i.end, d: -weight(i) },
+  ]);
+  events.sort((a, b) => a.t - b.t || a.d - b.d);
+  let now = 0;
+  let max = 0;
+  for (const e of events) {
+    now += e.d;
+    max = Math.max(max, now);
+  }
+  return max;
+}

@@ -10,6 +10,7 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { sh, SYSTEM_PYTHON, TempWorkspace, type BuildJson } from './rig.js';
+import { installTorch as standInTorch } from './stand-in-torch.js';
 
 // Longer than the window in which the toolchain prober distrusts fresh stats (RACY_WINDOW_MS, 2 s).
 const SETTLE_MS = 2200;
@@ -20,14 +21,7 @@ function writeFile(file: string, text: string, mode?: number): void {
   if (mode !== undefined) fs.chmodSync(file, mode);
 }
 
-function installTorch(siteDir: string, version: string): void {
-  for (const e of fs.readdirSync(siteDir)) if (/^torch-.*\.dist-info$/.test(e)) fs.rmSync(path.join(siteDir, e), { recursive: true });
-  writeFile(path.join(siteDir, 'torch', '__init__.py'), `__version__ = '${version}'\n`);
-  writeFile(path.join(siteDir, 'torch', 'version.py'), "cuda = '12.4'\n");
-  writeFile(path.join(siteDir, 'torch', '_C.py'), '_GLIBCXX_USE_CXX11_ABI = True\n');
-  writeFile(path.join(siteDir, `torch-${version}.dist-info`, 'METADATA'), `Metadata-Version: 2.1\nName: torch\nVersion: ${version}\n`);
-  writeFile(path.join(siteDir, `torch-${version}.dist-info`, 'RECORD'), '');
-}
+const installTorch = (siteDir: string, version: string): void => standInTorch(siteDir, version, { cuda: '12.4' });
 
 function installNvcc(cudaHome: string, release: string): void {
   writeFile(path.join(cudaHome, 'bin', 'nvcc'), `#!/bin/sh\necho "Cuda compilation tools, release ${release.split('.').slice(0, 2).join('.')}, V${release}"\n`, 0o755);

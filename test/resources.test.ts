@@ -9,27 +9,11 @@ import * as path from 'node:path';
 import { describe, it } from 'node:test';
 
 import { parseCgroupLimit, parseNvidiaSmi } from '../engine/machine.js';
-import { overlaps, readIntervals, recordingWorkspace, sleeper, type Interval } from './intervals.js';
+import { maxConcurrent, overlaps, readIntervals, recordingWorkspace, sleeper, type Interval } from './intervals.js';
 import { statuses, TempWorkspace } from './rig.js';
 
-/** The most GPU devices in use at one moment. */
-function maxDevicesInUse(intervals: Interval[]): number {
-  const events = intervals.flatMap((i) => {
-    const n = i.info === '' ? 0 : i.info.split(',').length;
-    return [
-      { t: i.start, d: n },
-      { t: i.end, d: -n },
-    ];
-  });
-  events.sort((a, b) => a.t - b.t || a.d - b.d);
-  let now = 0;
-  let max = 0;
-  for (const e of events) {
-    now += e.d;
-    max = Math.max(max, now);
-  }
-  return max;
-}
+/** The most GPU devices in use at one moment (each interval records its CUDA_VISIBLE_DEVICES). */
+const maxDevicesInUse = (intervals: Interval[]): number => maxConcurrent(intervals, (i) => (i.info === '' ? 0 : i.info.split(',').length));
 
 /** A folder holding a stand-in `nvidia-smi` that logs its arguments to `calls` and prints `output` (or fails). */
 function fakeNvidiaSmi(ws: TempWorkspace, output: string | null): { bin: string; calls: string } {

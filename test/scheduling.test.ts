@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 
-import { overlaps, readIntervals, recordingWorkspace, sleeper, type Interval } from './intervals.js';
+import { maxConcurrent, overlaps, readIntervals, recordingWorkspace, sleeper, type Interval } from './intervals.js';
 import { statuses, TempWorkspace, type BuildJson } from './rig.js';
 
 /** A sleeper that records the devices it was given (`unset` when wg set no CUDA_VISIBLE_DEVICES). */
@@ -17,21 +17,7 @@ function gpuSleeper(name: string, seconds: number, extra = ''): string {
   return sleeper(name, seconds, '${CUDA_VISIBLE_DEVICES-unset}', extra);
 }
 
-/** The largest number of intervals running at one moment (an end at the same instant as a start does not overlap). */
-function maxOverlap(intervals: Interval[]): number {
-  const events = intervals.flatMap((i) => [
-    { t: i.start, d: 1 },
-    { t: i.end, d: -1 },
-  ]);
-  events.sort((a, b) => a.t - b.t || a.d - b.d);
-  let now = 0;
-  let max = 0;
-  for (const e of events) {
-    now += e.d;
-    max = Math.max(max, now);
-  }
-  return max;
-}
+const maxOverlap = (intervals: Interval[]): number => maxConcurrent(intervals);
 
 
 describe('GPU slots', () => {

@@ -9,27 +9,13 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { sh, statuses, SYSTEM_PYTHON, TempWorkspace, type BuildJson } from './rig.js';
+import { installTorch as standInTorch } from './stand-in-torch.js';
 
 // Longer than the window in which the toolchain prober distrusts fresh directory stats (RACY_WINDOW_MS, 2 s).
 const SETTLE_MS = 2200;
 
-function writeFile(file: string, text: string): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, text);
-}
 
-/** Replaces any stand-in torch in `siteDir` with `version`: the package and its dist-info, as pip lays them out. */
-function installTorch(siteDir: string, version: string): void {
-  for (const entry of fs.readdirSync(siteDir)) {
-    if (/^torch-.*\.dist-info$/.test(entry)) fs.rmSync(path.join(siteDir, entry), { recursive: true });
-  }
-  writeFile(path.join(siteDir, 'torch', '__init__.py'), `__version__ = '${version}'\n`);
-  writeFile(path.join(siteDir, 'torch', 'version.py'), 'cuda = None\n');
-  writeFile(path.join(siteDir, 'torch', '_C.py'), '_GLIBCXX_USE_CXX11_ABI = True\n');
-  const distInfo = path.join(siteDir, `torch-${version}.dist-info`);
-  writeFile(path.join(distInfo, 'METADATA'), `Metadata-Version: 2.1\nName: torch\nVersion: ${version}\n`);
-  writeFile(path.join(distInfo, 'RECORD'), '');
-}
+const installTorch = (siteDir: string, version: string): void => standInTorch(siteDir, version);
 
 /** The torch version the toolchain's interpreter imports, asked the same way the prober does. */
 async function importedTorch(python: string): Promise<string> {

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 
 import { probeToolchain, ToolchainError, type ProbeCache } from '../rules/toolchain.js';
+import { installTorch as standInTorch } from './stand-in-torch.js';
 
 const execFileP = promisify(execFile);
 const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -28,23 +29,8 @@ function writeFile(file: string, text: string, mode?: number): void {
   fs.writeFileSync(file, text, mode === undefined ? undefined : { mode });
 }
 
-/** A stand-in torch, written the way pip lays one out: the package plus its dist-info. */
-function installTorch(siteDir: string, version: string, initBody?: string): void {
-  for (const entry of fs.readdirSync(siteDir)) {
-    if (/^torch-.*\.dist-info$/.test(entry)) fs.rmSync(path.join(siteDir, entry), { recursive: true });
-  }
-  writeFile(path.join(siteDir, 'torch', '__init__.py'), initBody ?? `__version__ = ${JSON.stringify(version)}\n`);
-  writeFile(path.join(siteDir, 'torch', 'version.py'), `cuda = "12.4"\n`);
-  writeFile(path.join(siteDir, 'torch', '_C.py'), `_GLIBCXX_USE_CXX11_ABI = False\n`);
-  const distInfo = path.join(siteDir, `torch-${version}.dist-info`);
-  writeFile(path.join(distInfo, 'METADATA'), `Metadata-Version: 2.1\nName: torch\nVersion: ${version}\n`);
-  writeFile(
-    path.join(distInfo, 'RECORD'),
-    ['torch/__init__.py,,', 'torch/version.py,,', 'torch/_C.py,,', `torch-${version}.dist-info/METADATA,,`, ''].join(
-      '\n',
-    ),
-  );
-}
+const installTorch = (siteDir: string, version: string, initBody?: string): void =>
+  standInTorch(siteDir, version, { cuda: '12.4', cxx11abi: false, ...(initBody === undefined ? {} : { initBody }) });
 
 let root: string;
 
