@@ -168,6 +168,11 @@ export class LocalStore {
     return this.cas.put(file);
   }
 
+  /** Like putBlob, for a file wg wrote and will not write again: linked into the CAS when it can be. */
+  adoptBlob(file: string): Promise<{ digest: string; size: number }> {
+    return this.cas.adopt(file);
+  }
+
   /**
    * Group commit (ccache and Bazel fsync every blob; a thousand small actions then wait on a thousand fsyncs): the
    * entry is visible to this process at once, and becomes durable with the others at the next flush, which first

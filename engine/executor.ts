@@ -113,7 +113,10 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
   const logFd = fs.openSync(options.logPath, options.appendLog ? 'a+' : 'w+');
   // Every byte that reaches the log passes a redaction of the secrets (rules and sources log through here too).
   const secrets = input.secrets.filter((s) => s.value !== '');
+  // Closed before the log is stored: from then on it is a CAS blob, and a write would corrupt it.
+  let logOpen = true;
   const log = (line: string): void => {
+    if (!logOpen) return;
     const text = line.endsWith('\n') ? line : `${line}\n`;
     fs.writeSync(logFd, secrets.length > 0 ? redact(text, secrets) : text);
   };
@@ -210,11 +213,20 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
       const file = path.join(outDir, out.path);
       if (!fs.existsSync(file)) throw new ActionFailure('missing-output', `declared output ${out.path} was not produced`);
       const mode = fs.statSync(file).mode & 0o777;
-      const blob = await options.store.putBlob(file);
+      // The sandbox is about to go: its outputs become blobs by link, not by copy.
+      const blob = await options.store.adoptBlob(file);
       stored.push({ path: out.path, kind: out.kind, digest: blob.digest, size: blob.size, mode });
     }
     log(`# done in ${((Date.now() - started) / 1000).toFixed(1)}s`);
-    const logBlob = await options.store.putBlob(options.logPath);
+    const changed = options.verifyInputs?.() ?? null;
+    if (changed !== null) {
+      discarded = true;
+      throw new ActionFailure('inputs-changed', changed);
+    }
+    logOpen = false;
+    fs.closeSync(logFd);
+    // The log in wg-out/logs and its blob become one file (when both are on one file system).
+    const logBlob = await options.store.adoptBlob(options.logPath);
     const result: ActionResult = {
       key: input.key,
       label: input.label,
@@ -224,11 +236,6 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
       durationMs: Date.now() - started,
       createdAt: new Date().toISOString(),
     };
-    const changed = options.verifyInputs?.() ?? null;
-    if (changed !== null) {
-      discarded = true;
-      throw new ActionFailure('inputs-changed', changed);
-    }
     await options.store.putResult(result);
     succeeded = true;
     return result;
@@ -241,7 +248,7 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
     throw failure;
   } finally {
     if (timeout) clearTimeout(timeout);
-    fs.closeSync(logFd);
+    if (logOpen) fs.closeSync(logFd);
     // Removed in the background: deleting a sandbox tree costs milliseconds of syscalls that the next action
     // need not wait for (the pending removal keeps the process alive until it is done).
     if (succeeded || discarded) void fs.promises.rm(sandbox, { recursive: true, force: true }).catch(() => undefined);
