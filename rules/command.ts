@@ -12,9 +12,11 @@ interface Attrs {
 
 export const commandRule: Rule<Attrs> = {
   kind: 'command',
-  version: 1,
+  // 2: $WG_DEP_FILES lists the outputs of direct deps only.
+  version: 2,
   doc: 'Runs one command and stores its declared output files.',
   needsToolchain: false,
+  deps: 'direct',
   attrs: {
     cmd: {
       schema: {
@@ -23,7 +25,7 @@ export const commandRule: Rule<Attrs> = {
         options: [{ type: 'string' }, { type: 'list', of: { type: 'string' } }],
       },
       required: true,
-      doc: 'the command; dependency output files are listed in $WG_DEP_FILES (one path a line)',
+      doc: 'the command; the output files of the targets in `deps` are listed in $WG_DEP_FILES (one path a line)',
     },
     outs: {
       schema: { type: 'list', of: { type: 'string', pattern: /^(?!\/)(?!.*(?:^|\/)\.\.(?:\/|$)).+$/, patternDoc: 'a relative path inside the work folder' } },

@@ -46,7 +46,7 @@ export interface Toolchain {
 /** A dependency's built outputs, as the dependent's action sees them. */
 export interface DepOutputs {
   label: string;
-  /** Absolute paths of the dependency's wheels (in the CAS or a sandbox), transitive deps included. */
+  /** Absolute paths of the dependency's wheels, linked into the sandbox. */
   wheels: string[];
   files: string[];
 }
@@ -139,6 +139,12 @@ export interface Rule<Attrs = Record<string, unknown>> {
   attrs: Record<string, AttrSpec>;
   /** Whether targets of this rule need a toolchain (a Python interpreter). */
   needsToolchain: boolean;
+  /**
+   * Which dependencies' outputs an action sees in `ctx.deps`: `transitive` (the default) for wheels, which pip
+   * installs with everything they depend on; `direct` for rules that only read what they name, like Bazel's
+   * genrule. Linking a whole closure into every sandbox costs a link per output, quadratic on a deep graph.
+   */
+  deps?: 'direct' | 'transitive';
   /** Checks what the schema cannot, at load time; each problem is reported at the attribute's position. */
   check?(attrs: Attrs): AttrProblem[];
   plan(target: TargetInfo<Attrs>): ActionPlan;
