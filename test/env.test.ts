@@ -122,7 +122,7 @@ function recorder(names: string[], extra = ''): string {
 }
 
 function seen(ws: TempWorkspace): Record<string, string> {
-  const text = ws.read('wg-out/out/lib/cpu/seen.txt');
+  const text = ws.read('wg-out/out/lib.cpu.seen.txt');
   return Object.fromEntries(
     text
       .trimEnd()
@@ -285,7 +285,7 @@ describe('secret_env', () => {
     const ws = workspace({ 'src/f.txt': 'x\n', 'BUILD.yaml': yaml });
     const r1 = await ws.run(['build', '--json'], { env: { TOKEN: SECRET } });
     assert.equal(r1.code, 0, r1.stderr);
-    assert.equal(ws.read('wg-out/out/lib/cpu/seen.txt'), encoded, 'the action did not see the secret');
+    assert.equal(ws.read('wg-out/out/lib.cpu.seen.txt'), encoded, 'the action did not see the secret');
     assert.equal(
       ws.read('wg-out/logs/lib.cpu.log').split('\n').slice(3, 6).join('\n'),
       'token=[secret TOKEN]\nerr [secret TOKEN]\n[secret TOKEN]',

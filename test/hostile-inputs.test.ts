@@ -196,7 +196,7 @@ test('a git commit whose tree has a symlink leaving it is refused', async () => 
     ws.write('BUILD.yaml', `variants:\n  cpu: {}\npackages:\n  g:\n    rule: command\n    source: {git: "file://${repo}", ref: main}\n    cmd: "ls evil/ > out.txt"\n    outs: [out.txt]\n`);
     const r = await ws.build([], { expectCode: 1 });
     assert.equal(r.targets[0]!.error, `git file://${repo} at ${commit}: evil resolves outside the source tree (/etc)`);
-    assert.ok(!fs.existsSync(ws.path('wg-out/out/g/cpu/out.txt')));
+    assert.ok(!fs.existsSync(ws.path('wg-out/out/g.cpu.out.txt')));
   } finally {
     ws.remove();
   }

@@ -59,7 +59,7 @@ describe('matrix variants', () => {
       r.targets.map((t) => t.label),
       ['//lib:cpu', '//lib:py3.10-cu12.1', '//lib:py3.11-cu12.1', '//lib:py3.11-cu12.4'],
     );
-    const seen = (variant: string): string => ws.read(`wg-out/out/lib/${variant}/seen.txt`);
+    const seen = (variant: string): string => ws.read(`wg-out/out/lib.${variant}.seen.txt`);
     assert.equal(seen('cpu'), 'ARCH=\nCUDA_VERSION=unset\nBRACES=unset\nO=unset\nV=exact\nJOBS=1\n');
     assert.equal(seen('py3.10-cu12.1'), 'ARCH=8.0\nCUDA_VERSION=12.1\nBRACES={x}\nO=group\nV=exact\nJOBS=1\n');
     assert.equal(seen('py3.11-cu12.1'), 'ARCH=8.0\nCUDA_VERSION=12.1\nBRACES={x}\nO=wildcard\nV=exact\nJOBS=1\n');

@@ -82,7 +82,7 @@ describe('patch folders', () => {
       'patches/lib-1.0/0005-same.patch',
       'patches/lib/0003-listed.patch',
     ]);
-    assert.equal(ws.read('wg-out/out/lib/gpu/files.txt'), 'a\nb\nfile.txt\ng\nlisted\nsame-unversioned\nsame-versioned\nv\n');
+    assert.equal(ws.read('wg-out/out/lib.gpu.files.txt'), 'a\nb\nfile.txt\ng\nlisted\nsame-unversioned\nsame-versioned\nv\n');
     // patches/lib-2.0/ is for another version, but lib-1.0/ matches: no warning.
     assert.deepEqual(r.stderr.split('\n').filter((l) => l.startsWith('warning:')), []);
   });

@@ -69,10 +69,10 @@ describe('plugins', () => {
     try {
       const first = await ws.build();
       assert.deepEqual(statuses(first), { '//note:v1': 'built', '//plain:v1': 'built' });
-      assert.equal(ws.read('wg-out/out/note/v1/out.txt'), 'hello');
+      assert.equal(ws.read('wg-out/out/note.v1.out.txt'), 'hello');
       assert.deepEqual(ws.read('plugins/hook-calls.txt').trimEnd().split('\n').map((l) => JSON.parse(l)), [
-        { label: '//note:v1', pkg: 'note', variant: 'v1', wheels: 0, files: ['out/note/v1/out.txt'] },
-        { label: '//plain:v1', pkg: 'plain', variant: 'v1', wheels: 0, files: ['out/plain/v1/out.txt'] },
+        { label: '//note:v1', pkg: 'note', variant: 'v1', wheels: 0, files: ['out/note.v1.out.txt'] },
+        { label: '//plain:v1', pkg: 'plain', variant: 'v1', wheels: 0, files: ['out/plain.v1.out.txt'] },
       ]);
 
       // Cached targets were published when they were built: no hook call.

@@ -74,8 +74,9 @@ function outputs(ws: TempWorkspace, result: BuildJson): Map<string, Buffer> {
   return new Map(files.map((f) => [path.relative(ws.dir, f), fs.readFileSync(f)]));
 }
 
+/** The output `name` of some target, in wg-out/out/ as `<package>.<variant>.<name>`. */
 function fileOf(result: BuildJson, name: string): string {
-  const f = result.targets.flatMap((t) => t.files).find((p) => path.basename(p) === name);
+  const f = result.targets.flatMap((t) => t.files).find((p) => path.basename(p).endsWith(`.${name}`));
   assert.ok(f, `no output ${name}`);
   return f;
 }

@@ -59,7 +59,7 @@ function buildYaml(packages: string): string {
 }
 
 function outText(ws: TempWorkspace, pkg: string): string {
-  return fs.readFileSync(ws.path(`wg-out/out/${pkg}/cpu/out.txt`), 'utf8');
+  return fs.readFileSync(ws.path(`wg-out/out/${pkg}.cpu.out.txt`), 'utf8');
 }
 
 function sha256(file: string): string {

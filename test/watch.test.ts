@@ -143,7 +143,7 @@ describe('wg watch', () => {
   let wg: WatchProcess;
   /** Where the next wait starts: the `watching` line of the last build. */
   let at = 0;
-  const out = (pkg: string): string => ws.read(`wg-out/out/${pkg}/cpu/out.txt`);
+  const out = (pkg: string): string => ws.read(`wg-out/out/${pkg}.cpu.out.txt`);
 
   before(async () => {
     ws = TempWorkspace.create({
@@ -319,7 +319,7 @@ describe('an edit while a target builds', () => {
       const next = await wg.cycle(first.end, 'the follow-up build');
       assert.equal(next.why, 'wg watch: change in src/s/s.txt; building');
       assert.deepEqual(next.built, ['//slow:cpu'], next.lines.join('\n'));
-      assert.equal(ws.read('wg-out/out/slow/cpu/out.txt'), 'new\n');
+      assert.equal(ws.read('wg-out/out/slow.cpu.out.txt'), 'new\n');
       // No third build: the follow-up read what is there now.
       await wg.noBuild(next.end + 1, 500, 'the follow-up build');
 
@@ -362,7 +362,7 @@ describe('an edit while a target builds', () => {
       const result = JSON.parse(r.stdout) as BuildJson;
       assert.deepEqual(statuses(result), { '//slow:cpu': 'failed' });
       assert.equal(result.targets[0]!.error, 'sources changed while //slow:cpu was building (src/s/s.txt); not cached');
-      assert.equal(fs.existsSync(ws.path('wg-out/out/slow/cpu/out.txt')), false, 'the discarded result was materialized');
+      assert.equal(fs.existsSync(ws.path('wg-out/out/slow.cpu.out.txt')), false, 'the discarded result was materialized');
       assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), [], 'the discarded sandbox was kept');
       // Neither the old key (old content back) nor the new one has an entry.
       ws.write('src/s/s.txt', 'old\n');
@@ -372,7 +372,7 @@ describe('an edit while a target builds', () => {
       // Built again undisturbed, it is stored.
       const again = await ws.build(['//slow']);
       assert.deepEqual(statuses(again), { '//slow:cpu': 'built' });
-      assert.equal(ws.read('wg-out/out/slow/cpu/out.txt'), 'new\n');
+      assert.equal(ws.read('wg-out/out/slow.cpu.out.txt'), 'new\n');
     } finally {
       for (const pid of markedProcesses(marker)) process.kill(pid, 'SIGKILL');
       ws.remove();
