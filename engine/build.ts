@@ -75,6 +75,8 @@ export interface BuildReport {
   readStartNs: bigint;
   /** Whether any warning was shown (a no-op snapshot would not show it again). */
   warned: boolean;
+  /** Each file put into wg-out (outputs and logs), with the CAS blob it came from: how a snapshot restores it. */
+  blobs: Map<string, string>;
 }
 
 const RESTORE_CONCURRENCY = 32;
@@ -204,6 +206,7 @@ async function resolveSources(ws: Workspace, targets: ConfiguredTarget[], cacheD
 export async function runBuild(options: BuildOptions, emitEvent: Listener, signal: AbortSignal): Promise<BuildReport> {
   const started = Date.now();
   let warned = false;
+  const blobs = new Map<string, string>();
   const emit: Listener = (e) => {
     if (e.type === 'warning') warned = true;
     emitEvent(e);
@@ -285,6 +288,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
         inputs,
         readStartNs,
         warned,
+        blobs,
       };
     }
 
@@ -330,6 +334,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
         }
         materialized.set(dest, p.target.label);
         await store.materialize(o.digest, dest, o.mode);
+        blobs.set(dest, store.blobPath(o.digest));
         (o.kind === 'wheel' ? out.wheels : out.files).push(dest);
       }
       return out;
@@ -345,6 +350,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
         try {
           const files = await materialize(p, hit);
           await store.materialize(hit.log.digest, files.log, 0o444);
+          blobs.set(files.log, store.blobPath(hit.log.digest));
           remember(p, files);
           lastBuilds.remember(p, planned);
           report(p, 'cached', files);
@@ -388,7 +394,8 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
       // Stats from before the key's inputs were read, compared again before the result is stored.
       const verifyInputs = inputCheck(p, inputs, options.root);
       try {
-        const deps = analysis.graph.closure(p.target.deps).map((l) => ({ label: l as string, result: results.get(l)! }));
+        const seen = p.target.rule.deps === 'direct' ? p.target.deps : analysis.graph.closure(p.target.deps);
+        const deps = seen.map((l) => ({ label: l as string, result: results.get(l)! }));
         const nvccThreads = p.target.resources.nvccThreads;
         const remembered = learned.target(job.label)?.maxJobs ?? Infinity;
         let maxJobs = Math.max(1, Math.min(remembered, Math.floor(grant.cpus / Math.max(1, nvccThreads))));
@@ -432,6 +439,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
         results.set(job.label, result);
         remote?.upload(result);
         const files = await materialize(p, result);
+        blobs.set(files.log, store.blobPath(result.log.digest));
         remember(p, files);
         lastBuilds.remember(p, planned);
         report(p, 'built', { ...files, durationMs: Date.now() - t0 });
@@ -487,6 +495,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
       inputs,
       readStartNs,
       warned,
+      blobs,
     };
   } finally {
     if (remote) await remote.finish(true);

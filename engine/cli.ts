@@ -122,7 +122,7 @@ async function buildCommand(patterns: string[], flags: BuildFlags): Promise<numb
   process.on('SIGTERM', onSignal);
   const snapshotArgs = { root, cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(), patterns: patterns.length > 0 ? patterns : ['//...'] };
   // Only a build that completes may leave a snapshot behind; a stale one must never outlive a build that ran.
-  if (!flags.dryRun) dropSnapshot(root);
+  if (!flags.dryRun) dropSnapshot(snapshotArgs.cacheDir, root);
   try {
     const report = await runBuild(
       {

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BuildReport } from './build.js';
 import { statTuple, type StatTuple } from './inputs.js';
-import { argsId, envHash, SNAPSHOT_VERSION, writeSnapshot, type Snapshot, type SnapshotArgs } from './noop-snapshot.js';
+import { argsId, blobStat, envHash, newBuildId, SNAPSHOT_VERSION, writeSnapshot, type Snapshot, type SnapshotArgs, type SnapshotOutputs } from './noop-snapshot.js';
 import { eventLines, summaryLines } from './report.js';
 
 /** Env variables that switch on work a no-op would skip (a remote cache to talk to): their values are part of it. */
@@ -29,9 +29,15 @@ export function recordNoop(report: BuildReport, args: SnapshotArgs, cwd: string)
     ...summaryLines(noop, false, []).map((l) => l.replace(/ in 0\.0s$/, ' in {seconds}s')),
   ];
   const folders = new Set<string>();
+  const outputs: SnapshotOutputs = [];
   for (const t of report.targets) {
     for (const f of [...t.wheels, ...t.files, ...(t.log ? [t.log] : [])]) {
-      if (!fs.existsSync(f)) return `${f} is missing`;
+      const st = fs.statSync(f, { bigint: true, throwIfNoEntry: false });
+      if (!st) return `${f} is missing`;
+      const blob = report.blobs.get(f);
+      const fp = blob === undefined ? null : blobStat(blob);
+      if (blob === undefined || fp === null) return `the cache holds no blob for ${f}`;
+      outputs.push([f, statTuple(st), blob, fp]);
       folders.add(path.dirname(f));
     }
   }
@@ -40,6 +46,7 @@ export function recordNoop(report: BuildReport, args: SnapshotArgs, cwd: string)
   const snapshot: Snapshot = {
     v: SNAPSHOT_VERSION,
     argsId: argsId(args),
+    build: newBuildId(),
     envNames,
     envHash: envHash(envNames),
     files: [...report.inputs.files],
@@ -48,5 +55,5 @@ export function recordNoop(report: BuildReport, args: SnapshotArgs, cwd: string)
     lines,
     json: { ok: true, durationMs: 0, targets: cached },
   };
-  return writeSnapshot(snapshot, args.root, report.readStartNs);
+  return writeSnapshot(snapshot, outputs, args, report.readStartNs);
 }

@@ -1,15 +1,17 @@
 // The no-op snapshot: after a build in which every target ended built or cached, the stats of every input and
-// output are written to wg-out. The next `wg build` with the same arguments stats the same paths and, if none
-// changed, prints the same result without loading BUILD.yaml, the cache index or any npm module (ninja's
-// approach: the check costs little more than starting Node and stat-ing the inputs). This module imports only
-// Node built-ins, because it runs before the rest of wg is loaded.
+// output are written to the cache folder. The next `wg build` with the same arguments stats the same paths and, if
+// none changed, prints the same result without loading BUILD.yaml, the cache index or any npm module (ninja's
+// approach: the check costs little more than starting Node and stat-ing the inputs). Outputs deleted from wg-out
+// are linked back from their CAS blobs on the way, when the blobs are untouched: restoring a thousand targets
+// then costs a thousand links, not a full build. This module imports only Node built-ins, because it runs before
+// the rest of wg is loaded.
 
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { StatTuple } from './inputs.js';
 
-export const SNAPSHOT_VERSION = 2;
+export const SNAPSHOT_VERSION = 3;
 /** A file changed less than this before it was read might change again within the same timestamp tick. */
 const RACY_WINDOW_NS = 2_000_000_000n;
 
@@ -22,6 +24,8 @@ export interface SnapshotArgs {
 export interface Snapshot {
   v: number;
   argsId: string;
+  /** Random per written snapshot: ties it to its outputs file. */
+  build: string;
   envNames: string[];
   envHash: string;
   files: [string, StatTuple | null][];
@@ -37,8 +41,26 @@ export interface Snapshot {
   json: unknown;
 }
 
-export function snapshotPath(root: string): string {
-  return path.join(root, 'wg-out', '.wg-noop-snapshot.json');
+/** A blob's fingerprint as the CAS records it: size, mtime and inode (ctime changes with every link). */
+export type BlobStat = [string, string, string];
+
+/**
+ * Every output and log in wg-out: its path, its stat, the CAS blob it is, and the blob's size, mtime and inode.
+ * In a file of its own, read only when something in wg-out changed: a no-op never pays for parsing it.
+ */
+export type SnapshotOutputs = [string, StatTuple, string, BlobStat][];
+
+function outputsPath(file: string): string {
+  return file.replace(/\.json$/, '.outputs.json');
+}
+
+/** In the cache, not in wg-out: deleting wg-out must leave what is needed to restore it. One per workspace. */
+export function snapshotPath(cacheDir: string, root: string): string {
+  return path.join(cacheDir, 'snapshots', `${createHash('sha256').update(root).digest('hex').slice(0, 32)}.json`);
+}
+
+export function newBuildId(): string {
+  return randomBytes(8).toString('hex');
 }
 
 export function argsId(args: SnapshotArgs): string {
@@ -67,9 +89,25 @@ function same(a: StatTuple | null, b: StatTuple | null): boolean {
   return a[0] === b[0] && a[1] === b[1] && a[2] === b[2] && a[3] === b[3];
 }
 
+/** Size, mtime and inode agree: the file is the one recorded (outputs are blob links, whose ctime any link moves). */
+function sameFile(a: StatTuple | BlobStat | null, b: StatTuple | BlobStat): boolean {
+  if (a === null) return false;
+  const ino = (t: StatTuple | BlobStat): string => (t.length === 4 ? t[3] : t[2]);
+  return a[0] === b[0] && a[1] === b[1] && ino(a) === ino(b);
+}
+
+export function blobStat(p: string): BlobStat | null {
+  try {
+    const st = fs.statSync(p, { bigint: true });
+    return [String(st.size), String(st.mtimeNs), String(st.ino)];
+  } catch {
+    return null;
+  }
+}
+
 /** Removes the snapshot: called before any full build, so only a completed build can leave one behind. */
-export function dropSnapshot(root: string): void {
-  fs.rmSync(snapshotPath(root), { force: true });
+export function dropSnapshot(cacheDir: string, root: string): void {
+  fs.rmSync(snapshotPath(cacheDir, root), { force: true });
 }
 
 /**
@@ -77,23 +115,73 @@ export function dropSnapshot(root: string): void {
  * file could change again without its stat changing, so the next run must check it the slow way.
  * Returns why no snapshot was written, or null.
  */
-export function writeSnapshot(snapshot: Snapshot, root: string, readStartNs: bigint): string | null {
+export function writeSnapshot(snapshot: Snapshot, outputs: SnapshotOutputs, args: SnapshotArgs, readStartNs: bigint): string | null {
   for (const [p, st] of [...snapshot.files, ...snapshot.dirs]) {
     if (st !== null && BigInt(st[2]) + RACY_WINDOW_NS > readStartNs) return `${p} changed just before the build`;
   }
-  const file = snapshotPath(root);
+  const file = snapshotPath(args.cacheDir, args.root);
+  // The outputs first: a snapshot is never there without the list it restores from (an older list is refused
+  // by the argsId and build id it carries).
+  replaceFile(outputsPath(file), JSON.stringify({ id: snapshot.argsId, build: snapshot.build, outputs }));
+  replaceFile(file, JSON.stringify(snapshot));
+  return null;
+}
+
+function replaceFile(file: string, text: string): void {
   const tmp = `${file}.${process.pid}.tmp`;
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(tmp, JSON.stringify(snapshot));
+  fs.writeFileSync(tmp, text);
   fs.renameSync(tmp, file);
-  return null;
+}
+
+/**
+ * Puts back the outputs missing from the changed folders of wg-out, by linking their blobs, and returns false
+ * (leaving the rest to the full path) at the first thing it cannot vouch for: a file there that is not the one
+ * recorded, or a blob whose fingerprint moved (it may have been damaged; the full path re-hashes it).
+ */
+function restoreOutputs(snapshot: Snapshot, file: string, changed: Set<string>): boolean {
+  let outputs: SnapshotOutputs;
+  try {
+    const stored = JSON.parse(fs.readFileSync(outputsPath(file), 'utf8')) as { id: string; build: string; outputs: SnapshotOutputs };
+    if (stored.id !== snapshot.argsId || stored.build !== snapshot.build) return false;
+    outputs = stored.outputs;
+  } catch {
+    return false;
+  }
+  // Folders this pass made are known to be empty: their files need no lstat to be known missing.
+  const state = new Map<string, 'made' | 'existed'>();
+  for (const [dest, recorded, blob, blobFp] of outputs) {
+    const dir = path.dirname(dest);
+    if (!changed.has(dir)) continue;
+    let known = state.get(dir);
+    if (known === undefined) {
+      // mkdir -p names the first folder it made, and nothing when the folder was already there.
+      known = fs.mkdirSync(dir, { recursive: true }) !== undefined ? 'made' : 'existed';
+      state.set(dir, known);
+    }
+    if (known === 'existed') {
+      const st = fs.lstatSync(dest, { bigint: true, throwIfNoEntry: false });
+      if (st !== undefined) {
+        if (!sameFile([String(st.size), String(st.mtimeNs), String(st.ctimeNs), String(st.ino)], recorded)) return false;
+        continue;
+      }
+    }
+    if (!sameFile(blobStat(blob), blobFp)) return false;
+    try {
+      fs.linkSync(blob, dest);
+    } catch {
+      return false; // another file system (the full path copies), or a file that appeared meanwhile
+    }
+  }
+  return true;
 }
 
 /** The stored no-op result if nothing it depends on changed since it was written, else null. */
 export function checkSnapshot(args: SnapshotArgs): Snapshot | null {
+  const file = snapshotPath(args.cacheDir, args.root);
   let snapshot: Snapshot;
   try {
-    snapshot = JSON.parse(fs.readFileSync(snapshotPath(args.root), 'utf8')) as Snapshot;
+    snapshot = JSON.parse(fs.readFileSync(file, 'utf8')) as Snapshot;
   } catch {
     return null;
   }
@@ -101,6 +189,12 @@ export function checkSnapshot(args: SnapshotArgs): Snapshot | null {
   if (snapshot.envHash !== envHash(snapshot.envNames)) return null;
   for (const [p, st] of snapshot.files) if (!same(current(p), st)) return null;
   for (const [p, st] of snapshot.dirs) if (!same(current(p), st)) return null;
-  for (const [p, st] of snapshot.outputDirs) if (st === null || !same(current(p), st)) return null;
+  const changed = new Set<string>();
+  for (const [p, st] of snapshot.outputDirs) if (st === null || !same(current(p), st)) changed.add(p);
+  if (changed.size === 0) return snapshot;
+  if (!restoreOutputs(snapshot, file, changed)) return null;
+  snapshot.outputDirs = snapshot.outputDirs.map(([p, st]) => [p, changed.has(p) ? current(p) : st]);
+  if (snapshot.outputDirs.some(([, st]) => st === null)) return null;
+  replaceFile(file, JSON.stringify(snapshot));
   return snapshot;
 }

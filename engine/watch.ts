@@ -268,7 +268,7 @@ export async function runWatch(options: WatchOptions, io: WatchIo, signal: Abort
     for (;;) {
       io.note(why);
       // wg-out changes under a snapshot that a later `wg build` would trust; only `wg build` writes one.
-      dropSnapshot(root);
+      dropSnapshot(options.build.cacheDir, root);
       const noted = new InputSet();
       let report: BuildReport | null = null;
       reporter = io.reporter();

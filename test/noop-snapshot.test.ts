@@ -1,9 +1,11 @@
-// The no-op snapshot: a build with nothing to do is answered from wg-out's snapshot, and every kind of change
-// (a source, an added file, BUILD.yaml, an env file, a patch folder, a pass_env value, a deleted output, other
-// arguments, a failed build) sends the next build down the full path.
+// The no-op snapshot: a build with nothing to do is answered from the snapshot, outputs deleted from wg-out are
+// linked back by it, and every other kind of change (a source, an added file, BUILD.yaml, an env file, a patch
+// folder, a pass_env value, an output replaced by other bytes, a damaged blob, other arguments, a failed build)
+// sends the next build down the full path.
 
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { statuses, TempWorkspace, type BuildJson } from './rig.js';
@@ -29,6 +31,24 @@ packages:
 `;
 
 type Json = BuildJson & { snapshot?: boolean; stderr: string };
+
+/** What a user's editor or script does to a read-only output: a new file under the old name. */
+function replace(file: string, text: string): void {
+  fs.rmSync(file);
+  fs.writeFileSync(file, text);
+}
+
+/** The CAS blob a file in wg-out is a hard link of. */
+function blobOf(cacheDir: string, file: string): string {
+  const ino = fs.statSync(file).ino;
+  const cas = path.join(cacheDir, 'cas');
+  for (const shard of fs.readdirSync(cas)) {
+    for (const name of fs.readdirSync(path.join(cas, shard))) {
+      if (fs.statSync(path.join(cas, shard, name)).ino === ino) return path.join(cas, shard, name);
+    }
+  }
+  throw new Error(`${file} is not a link of a blob`);
+}
 
 const workspaces: TempWorkspace[] = [];
 after(() => workspaces.forEach((w) => w.remove()));
@@ -68,7 +88,7 @@ describe('no-op snapshot', () => {
       ['a comment in BUILD.yaml', () => ws.write('BUILD.yaml', `# a comment\n${BUILD_YAML}`), { '//a:cpu': 'cached', '//b:cpu': 'cached' }],
       ['an env file appears', () => ws.write('envs/a.env', 'EXTRA=1\n'), { '//a:cpu': 'built', '//b:cpu': 'built' }],
       ['a patch folder appears', () => ws.write('patches/b/0001-x.patch', '--- a/in.txt\n+++ b/in.txt\n@@ -1 +1 @@\n-b\n+B\n'), { '//a:cpu': 'cached', '//b:cpu': 'built' }],
-      ['an output deleted from wg-out', () => fs.rmSync(ws.path('wg-out/out/b/cpu/out.txt')), { '//a:cpu': 'cached', '//b:cpu': 'cached' }],
+      ['an output replaced by other bytes', () => replace(ws.path('wg-out/out/b.cpu.out.txt'), 'tampered\n'), { '//a:cpu': 'cached', '//b:cpu': 'cached' }],
       ['a pass_env value', () => undefined, { '//a:cpu': 'built', '//b:cpu': 'built' }, { FLAG: 'on' }],
     ];
     let env: Record<string, string> = {};
@@ -84,8 +104,35 @@ describe('no-op snapshot', () => {
       assert.equal(r.snapshot, undefined, `${what}: answered from a stale snapshot`);
       assert.deepEqual(statuses(r), expected, what);
     }
-    assert.equal(ws.read('wg-out/out/b/cpu/out.txt'), 'B\n');
-    assert.equal(ws.read('wg-out/out/a/cpu/out.txt'), 'a\nflag=on\n');
+    assert.equal(ws.read('wg-out/out/b.cpu.out.txt'), 'B\n');
+    assert.equal(ws.read('wg-out/out/a.cpu.out.txt'), 'a\nflag=on\n');
+  });
+
+  test('outputs deleted from wg-out are linked back from their blobs by the snapshot, unless a blob moved', async () => {
+    const ws = await fresh();
+    fs.rmSync(ws.path('wg-out'), { recursive: true });
+    const restored = (await ws.build()) as Json;
+    assert.equal(restored.snapshot, true);
+    assert.deepEqual(statuses(restored), { '//a:cpu': 'cached', '//b:cpu': 'cached' });
+    assert.equal(ws.read('wg-out/out/a.cpu.out.txt'), 'a\nflag=\n');
+    assert.equal(ws.read('wg-out/out/b.cpu.out.txt'), 'b\n');
+    assert.match(ws.read('wg-out/logs/b.cpu.log'), /^# \/\/b:cpu {2}key [0-9a-f]{64}\n/);
+    const blob = blobOf(ws.cacheDir, ws.path('wg-out/out/b.cpu.out.txt'));
+    // The snapshot now describes the restored wg-out: the next build is a plain no-op.
+    assert.equal(((await ws.build()) as Json).snapshot, true);
+
+    // One output gone: only it comes back.
+    fs.rmSync(ws.path('wg-out/out/b.cpu.out.txt'));
+    assert.equal(((await ws.build()) as Json).snapshot, true);
+    assert.equal(fs.statSync(ws.path('wg-out/out/b.cpu.out.txt')).ino, fs.statSync(blob).ino);
+
+    // A blob whose mtime moved may have been written through a link: the full path re-hashes it before use.
+    fs.rmSync(ws.path('wg-out'), { recursive: true });
+    fs.utimesSync(blob, new Date(), new Date(Date.now() + 5000));
+    const checked = (await ws.build()) as Json;
+    assert.equal(checked.snapshot, undefined);
+    assert.deepEqual(statuses(checked), { '//a:cpu': 'cached', '//b:cpu': 'cached' });
+    assert.equal(ws.read('wg-out/out/b.cpu.out.txt'), 'b\n');
   });
 
   test('other arguments, a racy input and a failed build never reuse a snapshot', async () => {
