@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { defaultCacheDir } from './cache-dir.js';
-import { checkSnapshot } from './noop-snapshot.js';
+import { checkSnapshot, snapshotReport } from './noop-snapshot.js';
 
 const WITH_VALUE = new Set(['-C', '--workspace', '--cache-dir', '-j', '--jobs', '--gpus', '--memory']);
 const BOOLEAN = new Set(['--json', '-k', '--keep-going']);
@@ -64,13 +64,16 @@ export function runFastNoop(argv: string[]): boolean {
   const root = findRoot(parsed.workspace ?? process.cwd());
   if (!root) return false;
   const cacheDir = parsed.cacheDir ? path.resolve(parsed.cacheDir) : defaultCacheDir();
-  const snapshot = checkSnapshot({ root, cacheDir, patterns: parsed.patterns.length > 0 ? parsed.patterns : ['//...'] });
+  const args = { root, cacheDir, patterns: parsed.patterns.length > 0 ? parsed.patterns : ['//...'] };
+  const snapshot = checkSnapshot(args);
   if (!snapshot) return false;
+  const json = parsed.json ? snapshotReport(args, snapshot) : null;
+  if (parsed.json && json === null) return false;
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   process.stderr.write(snapshot.lines.map((l) => `${l.replace('{seconds}', (ms / 1000).toFixed(1))}\n`).join(''));
   if (parsed.json) {
     // `snapshot: true` tells scripts (and tests) that nothing was loaded because nothing changed.
-    process.stdout.write(`${JSON.stringify({ ...(snapshot.json as object), durationMs: Math.round(ms), snapshot: true }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ ...(json as object), durationMs: Math.round(ms), snapshot: true }, null, 2)}\n`);
   }
   return true;
 }

@@ -53,7 +53,6 @@ export function recordNoop(report: BuildReport, args: SnapshotArgs, cwd: string)
     dirs: [...report.inputs.dirs],
     outputDirs,
     lines,
-    json: { ok: true, durationMs: 0, targets: cached },
   };
-  return writeSnapshot(snapshot, outputs, args, report.readStartNs);
+  return writeSnapshot(snapshot, outputs, { ok: true, durationMs: 0, targets: cached }, args, report.readStartNs);
 }

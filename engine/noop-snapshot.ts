@@ -37,8 +37,6 @@ export interface Snapshot {
   outputDirs: [string, StatTuple | null][];
   /** What the full path printed on stderr for a no-op, with `{seconds}` where the time goes. */
   lines: string[];
-  /** The --json document of a no-op. */
-  json: unknown;
 }
 
 /** A blob's fingerprint as the CAS records it: size, mtime and inode (ctime changes with every link). */
@@ -52,6 +50,11 @@ export type SnapshotOutputs = [string, StatTuple, string, BlobStat][];
 
 function outputsPath(file: string): string {
   return file.replace(/\.json$/, '.outputs.json');
+}
+
+/** The --json document of a no-op, also in a file of its own: most of the snapshot's bytes, and rarely asked for. */
+function reportPath(file: string): string {
+  return file.replace(/\.json$/, '.report.json');
 }
 
 /** In the cache, not in wg-out: deleting wg-out must leave what is needed to restore it. One per workspace. */
@@ -115,7 +118,7 @@ export function dropSnapshot(cacheDir: string, root: string): void {
  * file could change again without its stat changing, so the next run must check it the slow way.
  * Returns why no snapshot was written, or null.
  */
-export function writeSnapshot(snapshot: Snapshot, outputs: SnapshotOutputs, args: SnapshotArgs, readStartNs: bigint): string | null {
+export function writeSnapshot(snapshot: Snapshot, outputs: SnapshotOutputs, report: unknown, args: SnapshotArgs, readStartNs: bigint): string | null {
   for (const [p, st] of [...snapshot.files, ...snapshot.dirs]) {
     if (st !== null && BigInt(st[2]) + RACY_WINDOW_NS > readStartNs) return `${p} changed just before the build`;
   }
@@ -123,6 +126,7 @@ export function writeSnapshot(snapshot: Snapshot, outputs: SnapshotOutputs, args
   // The outputs first: a snapshot is never there without the list it restores from (an older list is refused
   // by the argsId and build id it carries).
   replaceFile(outputsPath(file), JSON.stringify({ id: snapshot.argsId, build: snapshot.build, outputs }));
+  replaceFile(reportPath(file), JSON.stringify({ id: snapshot.argsId, build: snapshot.build, report }));
   replaceFile(file, JSON.stringify(snapshot));
   return null;
 }
@@ -197,4 +201,14 @@ export function checkSnapshot(args: SnapshotArgs): Snapshot | null {
   if (snapshot.outputDirs.some(([, st]) => st === null)) return null;
   replaceFile(file, JSON.stringify(snapshot));
   return snapshot;
+}
+
+/** The --json document stored with `snapshot`, or null when it is not there (the caller takes the full path). */
+export function snapshotReport(args: SnapshotArgs, snapshot: Snapshot): unknown {
+  try {
+    const stored = JSON.parse(fs.readFileSync(reportPath(snapshotPath(args.cacheDir, args.root)), 'utf8')) as { id: string; build: string; report: unknown };
+    return stored.id === snapshot.argsId && stored.build === snapshot.build ? stored.report : null;
+  } catch {
+    return null;
+  }
 }
