@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as pep440 from '@renovatebot/pep440';
-import { discoverPatches, sameVersion } from '../rules/patch-layout.js';
+import { discoverPatches, listPatchFolders, sameVersion } from '../rules/patch-layout.js';
 import { patchTargets } from '../rules/patches.js';
 import { didYouMean, type Diagnostic, type Span } from './diagnostics.js';
 import { ENVS_DIR, parseEnvFile, resolveEnv, type EnvFile } from './env-file.js';
@@ -35,6 +35,9 @@ function norm(p: string): string {
 /** Env and patch configuration of a workspace's targets; one per analysis (it caches file reads). */
 export class Configurer {
   private readonly envFiles = new Map<string, EnvFile | null>();
+  /** Whether `envs/` exists, and the names in `patches/`: looked up once per run, not once per target. */
+  private envsFolder: boolean | undefined;
+  private patchFolders: string[] | null | undefined;
   private readonly patchTexts = new Map<string, string | null>();
   private readonly packageNames: ReadonlySet<string>;
   private readonly variantNames: ReadonlySet<string>;
@@ -158,8 +161,10 @@ export class Configurer {
     const listed = new Set<string>();
     for (const p of pkg.patches) listed.add(norm(p));
     for (const o of [...(pkg.variants?.values() ?? []), ...pkg.versions.values()]) for (const p of o.patches) listed.add(norm(p));
+    if (this.patchFolders === undefined) this.patchFolders = listPatchFolders(this.ws.root);
     const found = discoverPatches({
       root: this.ws.root,
+      folders: this.patchFolders,
       package: pkg.name,
       version: pkg.version !== null && pep440.valid(pkg.version) ? pkg.version : null,
       variant: variant.name,
@@ -222,7 +227,8 @@ export class Configurer {
     if (this.envFiles.has(rel)) return this.envFiles.get(rel)!;
     let parsed: EnvFile | null = null;
     const file = path.join(this.ws.root, rel);
-    if (fs.existsSync(file)) {
+    this.envsFolder ??= fs.existsSync(path.join(this.ws.root, ENVS_DIR));
+    if (this.envsFolder && fs.existsSync(file)) {
       let bytes: Buffer | null = null;
       try {
         bytes = fs.readFileSync(file);

@@ -21,6 +21,11 @@ export interface PatchQuery {
   /** Every variant name, to tell a variant subfolder from a misspelt one. */
   variants: ReadonlySet<string>;
   /**
+   * The names in `patches/` (null: there is none), when the caller listed it once for every package; a
+   * 10,000-target workspace otherwise pays a failed stat and readdir per target.
+   */
+  folders?: readonly string[] | null;
+  /**
    * Workspace-relative paths that a `patches:` list of the package names (in any variant or version). They are
    * never discovered: the list says where, and in which variants, they apply.
    */
@@ -103,17 +108,13 @@ export function discoverPatches(q: PatchQuery): DiscoveredPatches {
     }
   };
 
-  if (isDir(path.join(base, q.package))) scan(q.package, 0);
+  const entries = q.folders !== undefined ? q.folders : listPatchFolders(q.root);
+  if (entries === null) return { patches: [], warnings: [] };
+  if (entries.includes(q.package) && isDir(path.join(base, q.package))) scan(q.package, 0);
 
   const prefix = `${q.package}-`;
-  let entries: string[] = [];
-  try {
-    entries = fs.readdirSync(base);
-  } catch {
-    /* no patches folder */
-  }
   const others: string[] = [];
-  for (const folder of entries.sort(byCodeUnits)) {
+  for (const folder of [...entries].sort(byCodeUnits)) {
     if (!folder.startsWith(prefix) || q.packages.has(folder) || !isDir(path.join(base, folder))) continue;
     const version = folder.slice(prefix.length);
     if (!pep440.valid(version)) continue;
@@ -134,6 +135,15 @@ export function discoverPatches(q: PatchQuery): DiscoveredPatches {
     .sort((a, b) => byCodeUnits(a.name, b.name) || a.rank - b.rank)
     .map((f) => f.rel);
   return { patches, warnings };
+}
+
+/** The names in the workspace's `patches/` folder, or null when it has none. */
+export function listPatchFolders(root: string): string[] | null {
+  try {
+    return fs.readdirSync(path.join(root, PATCHES_DIR));
+  } catch {
+    return null;
+  }
 }
 
 function hasVariantPatches(dir: string): boolean {

@@ -39,7 +39,8 @@ export interface TreeObserver {
  */
 export function listTree(root: string, fileDigest: (abs: string, stat: fs.BigIntStats) => string, observe?: TreeObserver): TreeEntry[] {
   const entries: TreeEntry[] = [];
-  const realRoot = fs.realpathSync(root);
+  // Resolved only when a symlink needs checking: a realpath per source tree is a quarter of a 10k-target listing.
+  let realRoot: string | null = null;
   const walk = (rel: string): void => {
     const dir = path.join(root, rel);
     observe?.dir(dir);
@@ -62,6 +63,7 @@ export function listTree(root: string, fileDigest: (abs: string, stat: fs.BigInt
         } catch {
           throw new SourceError(`${relPath} in ${root} is a broken symlink (-> ${target})`);
         }
+        realRoot ??= fs.realpathSync(root);
         if (resolved !== realRoot && !resolved.startsWith(realRoot + path.sep)) {
           throw new SourceError(`${relPath} in ${root} resolves outside the source tree (${resolved})`);
         }
