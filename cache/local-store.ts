@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { Cas, type BlobRecord } from './cas.js';
-import { StatCache, boundedKey, type StatEntry } from './stat-cache.js';
+import { StatCache, boundedKey, type ListingEntry, type StatEntry } from './stat-cache.js';
 
 export interface StoredOutput {
   path: string;
@@ -93,7 +93,10 @@ export class LocalStore {
     this.ac = this.root.openDB<ActionResult, string>({ name: 'ac', sharedStructuresKey: SHARED_STRUCTURES });
     this.cas = new Cas(dir, this.root.openDB<BlobRecord, string>({ name: 'blobs', sharedStructuresKey: SHARED_STRUCTURES }));
     this.cas.deferDurability = true;
-    this.stats = new StatCache(this.root.openDB<StatEntry, string>({ name: 'stat', sharedStructuresKey: SHARED_STRUCTURES }));
+    this.stats = new StatCache(
+      this.root.openDB<StatEntry, string>({ name: 'stat', sharedStructuresKey: SHARED_STRUCTURES }),
+      this.root.openDB<ListingEntry, string>({ name: 'listings', sharedStructuresKey: SHARED_STRUCTURES }),
+    );
     const kv = (name: KvName): Kv => {
       const db = this.root.openDB<unknown, string>({ name });
       // putSync so a get right after a put sees it; these values are small and rare.
@@ -221,6 +224,10 @@ export class LocalStore {
 
   fileDigest(absPath: string, stat?: BigIntStats): string {
     return this.stats.fileDigest(absPath, stat);
+  }
+
+  listDir(absDir: string, stat: BigIntStats): string[] {
+    return this.stats.listDir(absDir, stat);
   }
 
   kv(name: KvName): Kv {

@@ -15,13 +15,20 @@
 
 import { createHash } from 'node:crypto';
 import { isAbsolute } from 'node:path';
-import { statSync, type BigIntStats } from 'node:fs';
+import { readdirSync, statSync, type BigIntStats } from 'node:fs';
 import type { Database } from 'lmdb';
 import { hashFileSync, statFingerprint } from './cas.js';
 
 export interface StatEntry {
   fp: string;
   digest: string;
+  racy: boolean;
+}
+
+/** A folder's names, trusted while the folder's stat is unchanged: adding, removing or renaming an entry changes it. */
+export interface ListingEntry {
+  fp: string;
+  names: string[];
   racy: boolean;
 }
 
@@ -42,10 +49,30 @@ export class StatCache {
   /** Entries written this run: LMDB shows an unawaited write only after its batch commits. */
   private readonly written = new Map<string, StatEntry | null>();
 
+  private readonly listed = new Map<string, ListingEntry>();
+
   constructor(
     private readonly db: Database<StatEntry, string>,
+    private readonly listings: Database<ListingEntry, string>,
     private readonly racyWindowMs = DEFAULT_RACY_WINDOW_MS,
   ) {}
+
+  /**
+   * The names in a folder whose bigint stat was just taken. A 10,000-target workspace has 10,000 source folders,
+   * and reading each one cost more than looking its names up; the racy rule is the same as for files.
+   */
+  listDir(absDir: string, stat: BigIntStats): string[] {
+    const key = boundedKey(absDir);
+    const fp = statFingerprint(stat, true);
+    const entry = this.listed.get(key) ?? this.listings.get(key);
+    if (entry && !entry.racy && entry.fp === fp) return entry.names;
+    const startedMs = Date.now();
+    const names = readdirSync(absDir);
+    const fresh = { fp, names, racy: Number(stat.ctimeNs / 1_000_000n) + this.racyWindowMs > startedMs };
+    this.listed.set(key, fresh);
+    void this.listings.put(key, fresh).catch(() => undefined);
+    return names;
+  }
 
   /** `stat`, when given, is the file's bigint stat taken just now by the caller (a tree walk already has it). */
   fileDigest(absPath: string, stat?: BigIntStats): string {

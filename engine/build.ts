@@ -561,7 +561,7 @@ function planTargets(
   ruleOrigin: ReadonlyMap<string, LoadedPlugin> = new Map(),
   inputs?: InputSet,
 ): Map<Label, Planned> {
-  const observe = inputs ? { dir: (d: string) => inputs.addDir(d), file: (f: string, st: fs.BigIntStats) => inputs.addFile(f, st) } : undefined;
+  const observe = inputs ? { dir: (d: string, st: fs.BigIntStats) => inputs.addDir(d, st), file: (f: string, st: fs.BigIntStats) => inputs.addFile(f, st) } : undefined;
   const patchDigest = (abs: string): string => {
     inputs?.addFile(abs);
     return store.fileDigest(abs);
@@ -579,7 +579,7 @@ function planTargets(
       source = trees.get(root) ?? null;
       if (!source) {
         try {
-          const entries = listTree(root, (f, st) => store.fileDigest(f, st), observe);
+          const entries = listTree(root, (f, st) => store.fileDigest(f, st), observe, (d, st) => store.listDir(d, st));
           source = { root, entries, digest: treeDigest(entries) };
           trees.set(root, source);
         } catch (e) {

@@ -34,9 +34,9 @@ export class InputSet {
     if (!this.files.has(abs)) this.files.set(abs, stat ? statTuple(stat) : InputSet.take(abs));
   }
 
-  /** Call before listing the folder. */
-  addDir(abs: string): void {
-    if (!this.dirs.has(abs)) this.dirs.set(abs, InputSet.take(abs));
+  /** Call before listing the folder; `stat` is its bigint stat when the caller just took it. */
+  addDir(abs: string, stat?: fs.BigIntStats): void {
+    if (!this.dirs.has(abs)) this.dirs.set(abs, stat ? statTuple(stat) : InputSet.take(abs));
   }
 
   markVolatile(reason: string): void {

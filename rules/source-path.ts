@@ -28,7 +28,8 @@ function skipped(name: string, atRoot: boolean): boolean {
 
 /** Told about each folder before it is listed and each file before it is read (the no-op snapshot's inputs). */
 export interface TreeObserver {
-  dir(abs: string): void;
+  /** `stat` is the folder's bigint stat, taken before it is listed. */
+  dir(abs: string, stat: fs.BigIntStats): void;
   /** `stat` is the file's bigint lstat, taken before it is read. */
   file(abs: string, stat: fs.BigIntStats): void;
 }
@@ -37,14 +38,21 @@ export interface TreeObserver {
  * Lists the tree in a stable order, refusing symlinks that leave it and anything that is not a file or folder.
  * Each entry is stat-ed once; that stat goes to the observer and to `fileDigest` (the stat cache's check).
  */
-export function listTree(root: string, fileDigest: (abs: string, stat: fs.BigIntStats) => string, observe?: TreeObserver): TreeEntry[] {
+export function listTree(
+  root: string,
+  fileDigest: (abs: string, stat: fs.BigIntStats) => string,
+  observe?: TreeObserver,
+  /** The folder's names, given its stat just taken (a cache may answer without reading the folder). */
+  listDir: (abs: string, stat: fs.BigIntStats) => string[] = (abs) => fs.readdirSync(abs),
+): TreeEntry[] {
   const entries: TreeEntry[] = [];
   // Resolved only when a symlink needs checking: a realpath per source tree is a quarter of a 10k-target listing.
   let realRoot: string | null = null;
   const walk = (rel: string): void => {
     const dir = path.join(root, rel);
-    observe?.dir(dir);
-    const names = fs.readdirSync(dir).sort();
+    const st = fs.statSync(dir, { bigint: true });
+    observe?.dir(dir, st);
+    const names = [...listDir(dir, st)].sort();
     for (const name of names) {
       if (skipped(name, rel === '')) continue;
       const relPath = rel === '' ? name : `${rel}/${name}`;

@@ -11,6 +11,7 @@ import {
   closeSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   statSync,
   truncateSync,
@@ -24,7 +25,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { open as openLmdb } from 'lmdb';
 import { LocalStore, type ActionResult } from '../cache/local-store.js';
-import { StatCache, type StatEntry } from '../cache/stat-cache.js';
+import { StatCache, type ListingEntry, type StatEntry } from '../cache/stat-cache.js';
 
 // Seconds since the epoch; whole seconds so utimes can restore an mtime exactly.
 const ROUND_TIME = 1_700_000_000;
@@ -182,12 +183,13 @@ test('stat cache: an unchanged file is not re-read; a freshly written one is re-
   const env = openLmdb(join(root, 'db'), {});
   t.after(() => env.close());
   const db = env.openDB<StatEntry, string>({ name: 'stat' });
+  const listings = env.openDB<ListingEntry, string>({ name: 'listings' });
   const f = join(root, 'mod.py');
   writeFileSync(f, 'x = 1\n');
   utimesSync(f, ROUND_TIME, ROUND_TIME);
 
   // With no racy window, the first hash is trusted straight away.
-  const sc = new StatCache(db, 0);
+  const sc = new StatCache(db, listings, 0);
   const d1 = sc.fileDigest(f);
   assert.equal(sc.hashes, 1);
   assert.equal(sc.fileDigest(f), d1);
@@ -204,11 +206,39 @@ test('stat cache: an unchanged file is not re-read; a freshly written one is re-
 
   // Default window: a file modified just now is hashed again on its next use, since a same-tick rewrite
   // would be invisible to its stat.
-  const racy = new StatCache(db);
+  const racy = new StatCache(db, listings);
   writeFileSync(f, 'x = 3\n');
   assert.equal(racy.fileDigest(f), sha256('x = 3\n'));
   assert.equal(racy.fileDigest(f), sha256('x = 3\n'));
   assert.equal(racy.hashes, 2);
+});
+
+test('stat cache: a folder listing is reused while the folder stat holds, read again once an entry comes or goes', async (t) => {
+  const root = tempDir(t);
+  const env = openLmdb(join(root, 'db'), {});
+  t.after(() => env.close());
+  const sc = new StatCache(env.openDB<StatEntry, string>({ name: 'stat' }), env.openDB<ListingEntry, string>({ name: 'listings' }), 0);
+  const dir = join(root, 'src');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'a.py'), '');
+  const list = (): string[] => [...sc.listDir(dir, statSync(dir, { bigint: true }))].sort();
+  assert.deepEqual(list(), ['a.py']);
+  // Proof that the answer is the cached one: a stat taken before a change, passed with the changed folder.
+  const before = statSync(dir, { bigint: true });
+  writeFileSync(join(dir, 'b.py'), '');
+  assert.deepEqual([...sc.listDir(dir, before)], ['a.py']);
+  assert.deepEqual(list(), ['a.py', 'b.py']);
+  renameSync(join(dir, 'a.py'), join(dir, 'c.py'));
+  assert.deepEqual(list(), ['b.py', 'c.py']);
+  rmSync(join(dir, 'b.py'));
+  assert.deepEqual(list(), ['c.py']);
+
+  // With the default window, a folder changed just now is listed again next time, whatever its stat says.
+  const racy = new StatCache(env.openDB<StatEntry, string>({ name: 'stat' }), env.openDB<ListingEntry, string>({ name: 'listings2' }));
+  const now = statSync(dir, { bigint: true });
+  assert.deepEqual([...racy.listDir(dir, now)], ['c.py']);
+  writeFileSync(join(dir, 'd.py'), '');
+  assert.deepEqual([...racy.listDir(dir, now)].sort(), ['c.py', 'd.py']);
 });
 
 test('materialize hard-links the blob and re-links after the dest is deleted', async (t) => {
