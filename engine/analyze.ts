@@ -76,7 +76,7 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
     const rule = rules.get(pkg.rule)!;
     if (pkg.source?.kind === 'path') {
       const src = path.resolve(ws.root, pkg.source.path);
-      if (!fs.existsSync(src) || !fs.statSync(src).isDirectory()) {
+      if (!fs.statSync(src, { throwIfNoEntry: false })?.isDirectory()) {
         error(`source folder "${pkg.source.path}" of package "${pkg.name}" does not exist`, ws.spans.value(['packages', pkg.name, 'source']));
       }
     }

@@ -96,12 +96,28 @@ export interface KeyRecord {
 }
 
 export function canonicalJson(value: unknown): string {
+  // Loops and string appends rather than entries/filter/map: this runs for every target on every full-path build.
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out += ',';
+      // Like Array.join: an element with no JSON form (undefined) leaves an empty slot.
+      out += canonicalJson(value[i]) ?? '';
+    }
+    return `${out}]`;
+  }
+  const obj = value as Record<string, unknown>;
+  // The default sort compares UTF-16 code units: the same order on every machine and locale.
+  const keys = Object.keys(obj).sort();
+  let out = '{';
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined) continue;
+    if (out.length > 1) out += ',';
+    out += `${JSON.stringify(k)}:${canonicalJson(v)}`;
+  }
+  return `${out}}`;
 }
 
 export function actionKey(record: KeyRecord): ActionKey {
