@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 /** The repository root (tests run from dist/test/). */
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const WG_BIN = path.join(REPO, 'bin', 'wg.js');
+export const WG_BIN = path.join(REPO, 'bin', 'wg.cjs');
 export const SYSTEM_PYTHON = '/usr/bin/python3';
 
 export interface RunResult {
