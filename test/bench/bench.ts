@@ -1,6 +1,7 @@
 // `npm run bench`: synthetic workspaces of N `command` targets in a layered DAG, timed through the real `wg`
-// binary. Every time is also reported as a ratio to the floor measured in the same run: starting Node and
-// stat-ing the same input files, which is the least any correct "is anything stale?" check must do.
+// binary. Every time is also reported as a ratio to the floor measured in the same run (paired run by run where
+// repeated): starting Node and stat-ing the same input files, which is the least any correct "is anything stale?"
+// check must do.
 
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -69,11 +70,33 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-function floorMs(s: Synthetic): number {
+/** One run of the floor: Node starting and stat-ing every input file and its folder. */
+function floorOnce(s: Synthetic): number {
   const listFile = path.join(s.cacheDir, '..', 'inputs.json');
-  fs.writeFileSync(listFile, JSON.stringify(s.inputs));
+  if (!fs.existsSync(listFile)) fs.writeFileSync(listFile, JSON.stringify(s.inputs));
   const script = `const fs=require('fs');for(const f of JSON.parse(fs.readFileSync(${JSON.stringify(listFile)},'utf8'))){fs.statSync(require('path').dirname(f));fs.statSync(f)}`;
-  return median(Array.from({ length: REPEATS }, () => time([process.execPath, '-e', script], s.dir)));
+  return time([process.execPath, '-e', script], s.dir);
+}
+
+function floorMs(s: Synthetic): number {
+  return median(Array.from({ length: REPEATS }, () => floorOnce(s)));
+}
+
+/**
+ * Times `measure` REPEATS times, each run right after a run of the floor, and reports the median time and the
+ * median of the per-pair ratios: this machine's speed drifts by a third within minutes, and a floor taken at
+ * the start of a run would turn that drift into the ratios.
+ */
+function paired(s: Synthetic, measure: (i: number) => { ms: number; extraFloorMs?: number }): { ms: number; ratio: number } {
+  const times: number[] = [];
+  const ratios: number[] = [];
+  for (let i = 0; i < REPEATS; i++) {
+    const floor = floorOnce(s);
+    const m = measure(i);
+    times.push(m.ms);
+    ratios.push(m.ms / (floor + (m.extraFloorMs ?? 0)));
+  }
+  return { ms: median(times), ratio: median(ratios) };
 }
 
 /**
@@ -127,25 +150,28 @@ function main(): void {
     // Past the racy window, so the last build may write its no-op snapshot.
     spawnSync('sleep', ['2.1']);
     wg();
-    row('no-op build (snapshot)', median(Array.from({ length: REPEATS }, () => wg())));
-    row('no-op build (full path)', median(Array.from({ length: REPEATS }, () => wg({ WG_NO_FAST_PATH: '1' }))));
-
-    const restore: number[] = [];
-    for (let i = 0; i < REPEATS; i++) {
-      fs.rmSync(path.join(s.dir, 'wg-out'), { recursive: true, force: true });
-      restore.push(wg());
-    }
-    row('restore all outputs (wg-out deleted)', median(restore));
-
-    const leaf: number[] = [];
-    const one: number[] = [];
-    for (let i = 0; i < REPEATS; i++) {
-      fs.writeFileSync(s.leafInput, `changed ${i}\n`);
-      leaf.push(wg());
-      one.push(time(['cp', s.leafInput, path.join(path.dirname(s.leafInput), 'floor.txt')], path.dirname(s.leafInput)));
-    }
-    const oneAction = median(one);
-    row('one-leaf change', median(leaf), `${(median(leaf) / (floor + oneAction)).toFixed(2)}× (floor + one action)`);
+    const pairedRow = (what: string, r: { ms: number; ratio: number }, suffix = ''): void => {
+      rows.push([`${n}`, what, `${r.ms.toFixed(0)} ms`, `${r.ratio.toFixed(2)}×${suffix}`]);
+    };
+    pairedRow('no-op build (snapshot)', paired(s, () => ({ ms: wg() })));
+    pairedRow('no-op build (full path)', paired(s, () => ({ ms: wg({ WG_NO_FAST_PATH: '1' }) })));
+    pairedRow(
+      'restore all outputs (wg-out deleted)',
+      paired(s, () => {
+        fs.rmSync(path.join(s.dir, 'wg-out'), { recursive: true, force: true });
+        return { ms: wg() };
+      }),
+    );
+    pairedRow(
+      'one-leaf change',
+      paired(s, (i) => {
+        fs.writeFileSync(s.leafInput, `changed ${i}\n`);
+        const ms = wg();
+        const one = time(['cp', s.leafInput, path.join(path.dirname(s.leafInput), 'floor.txt')], path.dirname(s.leafInput));
+        return { ms, extraFloorMs: one };
+      }),
+      ' (floor + one action)',
+    );
     fs.rmSync(path.dirname(s.dir), { recursive: true, force: true });
   }
   const widths = [6, 38, 12, 8];
