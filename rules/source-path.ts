@@ -2,7 +2,7 @@
 // Symlinks are kept as links but may not point outside the tree, so a source can never pull in files from
 // elsewhere on the machine (a `lib -> ~/.ssh` link is refused, not hashed).
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -86,9 +86,10 @@ export function listTree(
 }
 
 export function treeDigest(entries: TreeEntry[]): string {
-  const h = createHash('sha256');
-  for (const e of entries) h.update(`${e.type} ${e.executable ? 'x' : '-'} ${e.content} ${e.path}\n`);
-  return h.digest('hex');
+  // One string and a one-shot hash: the same bytes as one update per entry, at half the cost of a Hash object.
+  let text = '';
+  for (const e of entries) text += `${e.type} ${e.executable ? 'x' : '-'} ${e.content} ${e.path}\n`;
+  return hash('sha256', text);
 }
 
 /** Copies exactly the listed entries (what was hashed is what gets built). */
