@@ -15,7 +15,11 @@ const PACKAGES = ['causal-conv1d', 'fairseq', 'laion-clap', 'mamba', 'torchcodec
 
 describe('examples/seed-audio', () => {
   it('pins every upstream repository to a full commit sha', () => {
-    const doc = parse(fs.readFileSync(path.join(EXAMPLE, 'BUILD.yaml'), 'utf8')) as { packages: Record<string, { source: { git: string; ref: string } }> };
+    const doc = parse(fs.readFileSync(path.join(EXAMPLE, 'BUILD.yaml'), 'utf8')) as {
+      packages: Record<string, { version?: string; source: { git: string; ref: string } }>;
+    };
+    // CLAP 1.1.5: the upstream commit whose pyproject.toml declares that version.
+    assert.deepEqual(doc.packages['laion-clap'], { ...doc.packages['laion-clap'], version: '1.1.5', source: { git: 'https://github.com/LAION-AI/CLAP.git', ref: 'f14f288e5c9d2c7b7177b63512d0ba84f3ebf322' } });
     assert.deepEqual(
       Object.entries(doc.packages).map(([name, p]) => [name, p.source.git, /^[0-9a-f]{40}$/.test(p.source.ref)]),
       [
