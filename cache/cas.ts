@@ -252,20 +252,7 @@ export class Cas {
       out = undefined;
 
       const digest = hash.digest('hex');
-      const final = this.path(digest);
-      const shard = dirname(final);
-      if ((await mkdir(shard, { recursive: true })) !== undefined && !this.deferDurability) await fsyncDir(this.casDir);
-      if (await this.existingIsValid(digest, size, final)) {
-        await rm(tmp, { force: true });
-      } else {
-        // Atomic replace: readers see either the old (possibly corrupt, about to be re-verified) blob or ours.
-        await rename(tmp, final);
-        if (!this.deferDurability) await fsyncDir(shard);
-      }
-      // Stat after the rename: rename itself changes ctime.
-      const st = await stat(final, { bigint: true });
-      if (this.deferDurability) void this.blobs.put(digest, { fp: statFingerprint(st), size }).catch(() => undefined);
-      else await this.blobs.put(digest, { fp: statFingerprint(st), size });
+      await this.install(tmp, digest, size);
       return { digest, size };
     } finally {
       if (out) await out.close().catch(() => {});
@@ -286,14 +273,12 @@ export class Cas {
     const before = lstatSync(file, { bigint: true });
     if (!before.isFile() || before.nlink !== 1n) return this.put(file);
     const { digest, size } = await hashFile(file);
-    const final = this.path(digest);
     chmodSync(file, 0o444);
-    const after = lstatSync(file, { bigint: true });
-    if (BigInt(size) !== before.size || after.size !== before.size || after.mtimeNs !== before.mtimeNs || after.ino !== before.ino) {
+    // chmod moves only ctime, which the fingerprint leaves out.
+    if (BigInt(size) !== before.size || statFingerprint(before) !== statFingerprint(lstatSync(file, { bigint: true }))) {
       throw new Error(`${file} changed while it was being stored in the cache`);
     }
-    mkdirSync(dirname(final), { recursive: true });
-    if (await this.existingIsValid(digest, size, final)) return { digest, size };
+    mkdirSync(this.tmpDir, { recursive: true });
     const tmp = join(this.tmpDir, `${HOST_TAG}-${process.pid}-${randomHex()}`);
     try {
       linkSync(file, tmp);
@@ -306,16 +291,32 @@ export class Cas {
         const fh = await open(tmp, 'r');
         await fh.sync().finally(() => fh.close());
       }
-      // Through a temp name and rename, like put(): a corrupt blob already at `final` is replaced atomically.
-      renameSync(tmp, final);
-      if (!this.deferDurability) await fsyncDir(dirname(final));
+      await this.install(tmp, digest, size);
     } finally {
-      rmSync(tmp, { force: true });
+      await rm(tmp, { force: true });
     }
-    const st = statSync(final, { bigint: true });
+    return { digest, size };
+  }
+
+  /**
+   * Moves a complete, read-only temp file (durable unless deferred) to its digest's name and records its
+   * fingerprint. A valid blob already there is kept and the temp file dropped.
+   */
+  private async install(tmp: string, digest: string, size: number): Promise<void> {
+    const final = this.path(digest);
+    const shard = dirname(final);
+    if ((await mkdir(shard, { recursive: true })) !== undefined && !this.deferDurability) await fsyncDir(this.casDir);
+    if (await this.existingIsValid(digest, size, final)) {
+      await rm(tmp, { force: true });
+    } else {
+      // Atomic replace: readers see either the old (possibly corrupt, about to be re-verified) blob or ours.
+      await rename(tmp, final);
+      if (!this.deferDurability) await fsyncDir(shard);
+    }
+    // Stat after the rename: rename itself changes ctime.
+    const st = await stat(final, { bigint: true });
     if (this.deferDurability) void this.blobs.put(digest, { fp: statFingerprint(st), size }).catch(() => undefined);
     else await this.blobs.put(digest, { fp: statFingerprint(st), size });
-    return { digest, size };
   }
 
   private async existingIsValid(digest: string, size: number, final: string): Promise<boolean> {

@@ -53,7 +53,7 @@ const MAP_SIZE = 256 * 1024 * 1024;
  * Where msgpackr keeps the record shapes of a database, once, instead of in every value: decoding a value then
  * skips redefining its shape, which was a third of reading 10,000 stat-cache entries.
  */
-const SHARED_STRUCTURES = Symbol.for("wg.structures");
+const SHARED_STRUCTURES = Symbol.for('wg.structures');
 
 // LMDB must not be opened twice in one process (closing one handle drops the other's fcntl locks), so handles
 // are shared per real directory and closed when the last user closes.

@@ -337,6 +337,8 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
         blobs.set(dest, store.blobPath(o.digest));
         (o.kind === 'wheel' ? out.wheels : out.files).push(dest);
       }
+      // The log is put in place by the executor (built) or by the caller (cached); either way it is this blob.
+      blobs.set(out.log, store.blobPath(result.log.digest));
       return out;
     };
 
@@ -350,7 +352,6 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
         try {
           const files = await materialize(p, hit);
           await store.materialize(hit.log.digest, files.log, 0o444);
-          blobs.set(files.log, store.blobPath(hit.log.digest));
           remember(p, files);
           lastBuilds.remember(p, planned);
           report(p, 'cached', files);
@@ -439,7 +440,6 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
         results.set(job.label, result);
         remote?.upload(result);
         const files = await materialize(p, result);
-        blobs.set(files.log, store.blobPath(result.log.digest));
         remember(p, files);
         lastBuilds.remember(p, planned);
         report(p, 'built', { ...files, durationMs: Date.now() - t0 });

@@ -21,10 +21,10 @@ export interface PatchQuery {
   /** Every variant name, to tell a variant subfolder from a misspelt one. */
   variants: ReadonlySet<string>;
   /**
-   * The names in `patches/` (null: there is none), when the caller listed it once for every package; a
-   * 10,000-target workspace otherwise pays a failed stat and readdir per target.
+   * The names in `patches/` (null: there is none), listed once by the caller for every package
+   * (`listPatchFolders`): a 10,000-target workspace otherwise pays a failed stat and readdir per target.
    */
-  folders?: readonly string[] | null;
+  folders: readonly string[] | null;
   /**
    * Workspace-relative paths that a `patches:` list of the package names (in any variant or version). They are
    * never discovered: the list says where, and in which variants, they apply.
@@ -108,7 +108,7 @@ export function discoverPatches(q: PatchQuery): DiscoveredPatches {
     }
   };
 
-  const entries = q.folders !== undefined ? q.folders : listPatchFolders(q.root);
+  const entries = q.folders;
   if (entries === null) return { patches: [], warnings: [] };
   if (entries.includes(q.package) && isDir(path.join(base, q.package))) scan(q.package, 0);
 

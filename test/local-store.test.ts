@@ -5,6 +5,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import {
   chmodSync,
   existsSync,
+  linkSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -368,4 +369,28 @@ test('two processes storing the same and different blobs concurrently', async (t
   assert.equal(blobs.length, 21);
   assert.equal(blobs.filter((b) => b === sharedDigest).length, 1);
   assert.deepEqual(readdirSync(join(dir, 'tmp')), []);
+});
+
+test('adopt links a file with one name into the CAS, and copies one that has another name elsewhere', async (t) => {
+  const root = tempDir(t);
+  const store = LocalStore.open(join(root, 'cache'));
+  t.after(() => store.close());
+  const mine = join(root, 'out.txt');
+  writeFileSync(mine, 'built\n');
+  const a = await store.adoptBlob(mine);
+  assert.equal(a.digest, sha256('built\n'));
+  // The file is the blob now: same inode, read-only.
+  assert.equal(statSync(store.blobPath(a.digest)).ino, statSync(mine).ino);
+  assert.equal(statSync(mine).mode & 0o777, 0o444);
+
+  // An output the action hard-linked to a file outside its sandbox: that file must not become a read-only blob.
+  const outside = join(root, 'user-file.txt');
+  writeFileSync(outside, 'user data\n');
+  const modeBefore = statSync(outside).mode;
+  const linked = join(root, 'linked-out.txt');
+  linkSync(outside, linked);
+  const b = await store.adoptBlob(linked);
+  assert.equal(readFileSync(store.blobPath(b.digest), 'utf8'), 'user data\n');
+  assert.notEqual(statSync(store.blobPath(b.digest)).ino, statSync(outside).ino);
+  assert.equal(statSync(outside).mode, modeBefore);
 });
