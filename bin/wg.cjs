@@ -1,10 +1,21 @@
 #!/usr/bin/env node
 // The compiled CLI lives in dist/ (built by `npm install`'s prepare step); this shim keeps `bin` stable.
 // CommonJS on purpose: a `wg build` with nothing to do is answered from the no-op snapshot before the rest of wg
-// is loaded, and starting Node's ESM loader alone costs about 10 ms, a tenth of that whole answer. Otherwise
+// is loaded, and starting Node's ESM loader alone costs about 10 ms, a tenth of that whole answer. When only
+// source files or patches changed, the incremental path (its own small bundle) rebuilds what they touch. Otherwise
 // the CLI is loaded as one bundled ES module: resolving and linking some eighty modules one by one cost about a
 // tenth of a full-path build.
 'use strict';
 const { runFastNoop } = require('../dist/fast-noop.cjs');
 
-if (!runFastNoop(process.argv.slice(2))) import('../dist/wg.mjs');
+const full = () => import('../dist/wg.mjs');
+const fast = runFastNoop(process.argv.slice(2));
+if (fast === false) full();
+else if (fast !== true) {
+  require('../dist/incremental.cjs')
+    .runIncremental(fast)
+    .then((code) => {
+      if (code === null) full();
+      else process.exitCode = code;
+    });
+}

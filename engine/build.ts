@@ -12,26 +12,24 @@ import { SourceNotFoundError, SourceUnavailableError } from '../rules/source-url
 import { isPinned, resolveSource, type ResolvedSource } from '../rules/sources.js';
 import { probeToolchain, ToolchainError, type ProbedToolchain } from '../rules/toolchain.js';
 import { analyze, selectTargets, type Analysis, type ConfiguredTarget } from './analyze.js';
-import { missingSecrets, passedValues } from './configure.js';
+import { missingSecrets } from './configure.js';
 import { DiagnosticError, type Diagnostic } from './diagnostics.js';
 import { LastBuilds } from './last-build.js';
 import { History } from './history.js';
 import type { BuildEvent, Listener, TargetStatus } from './events.js';
-import { ActionFailure, executeAction } from './executor.js';
-import { Ledger } from './ledger.js';
+import { openLedger } from './ledger.js';
 import { detectGpus } from './machine.js';
-import { processGroups } from './process-group.js';
 import { actionKey, KEY_FORMAT, type ActionKey, type KeyRecord } from './key.js';
 import type { Label } from './label.js';
 import { BUILD_FILE, loadWorkspace, type Workspace } from './load.js';
 import { InputSet } from './inputs.js';
 import { loadWorkspaceCached } from './parse-cache.js';
-import { inputCheck } from './input-check.js';
-import { logPath, OUT_DIR, outputPath } from './outputs.js';
 import { loadPlugins, runPostBuildHooks, withoutPlugins, type LoadedPlugin, type Plugins } from './plugins.js';
 import { resolveRemote, type RemoteFlags } from './remote-config.js';
 import type { RemoteStats, TieredCache } from '../cache/tiered-cache.js';
-import { schedule, type Grant, type Job, type Limits, type ScheduleOrder } from './scheduler.js';
+import { schedule, type Job, type Limits, type ScheduleOrder } from './scheduler.js';
+import { TargetRunner } from './target-runner.js';
+import { planAction } from './action-plan.js';
 
 export interface BuildOptions {
   root: string;
@@ -77,6 +75,13 @@ export interface BuildReport {
   warned: boolean;
   /** Each file put into wg-out (outputs and logs), with the CAS blob it came from: how a snapshot restores it. */
   blobs: Map<string, string>;
+  /** Every selected target as planned, and the result each ended with: what the incremental path starts from. */
+  planned: ReadonlyMap<Label, Planned>;
+  results: ReadonlyMap<Label, ActionResult>;
+  /** The workspace root the report's paths are in. */
+  root: string;
+  /** Whether plugins were loaded: their hooks run after a build, which the incremental path does not do. */
+  plugins: boolean;
 }
 
 const RESTORE_CONCURRENCY = 32;
@@ -248,17 +253,10 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
       const { TieredCache } = await import('../cache/tiered-cache.js');
       remote = new TieredCache(store, remoteConfig.options, (message) => emit({ type: 'warning', message }));
     }
-    const wgOut = path.join(options.root, OUT_DIR);
     // What `wg explain` compares with: the record of each target's last build or restore in this workspace.
     const lastBuilds = new LastBuilds(store.kv('records'), options.root);
 
     const results = new Map<Label, ActionResult>();
-    const reports = new Map<Label, TargetReport>();
-    const report = (p: Planned, status: TargetReport['status'], extra: Partial<TargetReport> = {}): TargetReport => {
-      const r: TargetReport = { label: p.target.label, key: p.key, status, wheels: [], files: [], log: null, durationMs: null, error: null, ...extra };
-      reports.set(p.target.label, r);
-      return r;
-    };
     const stale: Planned[] = [];
     // With a remote: local first, then the remote, whose hits are verified and stored locally (probed on a dry run).
     const tiered = remote ? await remote.lookupMany([...planned.values()].map((p) => p.key), options.dryRun ? 'probe' : 'fetch') : null;
@@ -273,10 +271,21 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
     if (options.dryRun) {
       emit({ type: 'plan', total: planned.size, toBuild: stale.length, cached: planned.size - stale.length });
       const history = new History(store.kv('history'), options.root);
+      const reports = new Map<Label, TargetReport>();
       for (const p of planned.values()) {
         const cached = results.has(p.target.label);
         const remembered = history.target(p.target.label)?.durationMs;
-        report(p, cached ? 'cached' : 'would-build', cached ? {} : { estimateMs: remembered ? remembered : null });
+        reports.set(p.target.label, {
+          label: p.target.label,
+          key: p.key,
+          status: cached ? 'cached' : 'would-build',
+          wheels: [],
+          files: [],
+          log: null,
+          durationMs: null,
+          error: null,
+          ...(cached ? {} : { estimateMs: remembered ? remembered : null }),
+        });
       }
       const remoteStats = remote ? await remote.finish() : undefined;
       return {
@@ -289,58 +298,29 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
         readStartNs,
         warned,
         blobs,
+        planned,
+        results,
+        root: options.root,
+        plugins: selection.plugins.files.length > 0,
       };
     }
 
-    // Groups a SIGKILLed wg left running would compete with this build for CPUs, memory and GPUs.
-    const ledger = new Ledger(path.join(options.cacheDir, 'process-groups'));
-    processGroups.setLedger(ledger);
-    const reaped = await ledger.reapOrphans();
-    if (reaped > 0) {
-      emit({ type: 'warning', message: `reaped ${reaped} orphaned action process group${reaped === 1 ? '' : 's'} from a previous run` });
-    }
+    await openLedger(options.cacheDir, emit);
     const learned = new History(store.kv('history'), options.root);
-
-    // What each label last put into this workspace's wg-out, so a rebuild that fails can take the stale files away:
-    // the wheelhouse must never offer a wheel that the current BUILD.yaml does not produce.
-    const history = store.kv('history');
-    const historyId = (label: Label): string => `outputs:${options.root}:${label}`;
-    // Written only when they changed, in one transaction at the end: a synchronous commit per cached target
-    // would dominate an otherwise quiet build.
-    const outputsToRecord = new Map<string, unknown>();
-    const remember = (p: Planned, files: { wheels: string[]; files: string[] }): void => {
-      const entry = { key: p.key, files: [...files.wheels, ...files.files] };
-      const last = history.get(historyId(p.target.label)) as { key?: unknown; files?: unknown } | undefined;
-      if (last?.key === entry.key && JSON.stringify(last.files) === JSON.stringify(entry.files)) return;
-      outputsToRecord.set(historyId(p.target.label), entry);
-    };
-    const forgetOutputs = (label: Label): void => {
-      const last = history.get(historyId(label)) as { files?: unknown } | undefined;
-      if (!last || !Array.isArray(last.files)) return;
-      for (const f of last.files) {
-        if (typeof f !== 'string' || !f.startsWith(wgOut + path.sep)) continue;
-        const owner = materialized.get(f);
-        if (owner === undefined || owner === label) fs.rmSync(f, { force: true });
-      }
-    };
-    const materialized = new Map<string, Label>();
-    const materialize = async (p: Planned, result: ActionResult): Promise<{ wheels: string[]; files: string[]; log: string }> => {
-      const out = { wheels: [] as string[], files: [] as string[], log: logPath(wgOut, p.target.label) };
-      for (const o of result.outputs) {
-        const dest = outputPath(wgOut, p.target.label, p.toolchain?.facts ?? null, o);
-        const previous = materialized.get(dest);
-        if (previous !== undefined && previous !== p.target.label) {
-          emit({ type: 'warning', message: `${p.target.label} and ${previous} both produce ${path.relative(options.root, dest)}; the later one wins` });
-        }
-        materialized.set(dest, p.target.label);
-        await store.materialize(o.digest, dest, o.mode);
-        blobs.set(dest, store.blobPath(o.digest));
-        (o.kind === 'wheel' ? out.wheels : out.files).push(dest);
-      }
-      // The log is put in place by the executor (built) or by the caller (cached); either way it is this blob.
-      blobs.set(out.log, store.blobPath(result.log.digest));
-      return out;
-    };
+    const runner = new TargetRunner({
+      root: options.root,
+      cacheDir: options.cacheDir,
+      store,
+      signal,
+      emit,
+      planned,
+      closure: (labels) => analysis.graph.closure(labels),
+      inputs,
+      learned,
+      lastBuilds,
+      remote,
+      blobs,
+    });
 
     // Restoring cached results is pure file-system work (link, rename); a bounded queue overlaps the syscalls
     // without opening thousands of files at once.
@@ -349,129 +329,27 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
       const hit = results.get(p.target.label);
       if (!hit) continue;
       void restore.add(async () => {
-        try {
-          const files = await materialize(p, hit);
-          await store.materialize(hit.log.digest, files.log, 0o444);
-          remember(p, files);
-          lastBuilds.remember(p, planned);
-          report(p, 'cached', files);
-          emit({ type: 'cached', label: p.target.label, key: p.key });
-        } catch (e) {
-          // A blob damaged between lookup and restore (or a wg-out folder we cannot write into for this file)
-          // makes the hit unusable; building it again is always correct.
-          emit({ type: 'warning', message: `cannot restore the cached result of ${p.target.label} (${(e as Error).message}); rebuilding` });
-          results.delete(p.target.label);
-          stale.push(p);
-        }
+        if (!(await runner.restore(p, hit))) stale.push(p);
       });
     }
     await restore.onIdle();
     emit({ type: 'plan', total: planned.size, toBuild: stale.length, cached: planned.size - stale.length });
 
     const priorities = criticalPaths(stale, analysis, learned);
-    const jobs: Job[] = stale.map((p) => {
-      const declared = p.target.resources;
-      const h = learned.target(p.target.label);
-      return {
-        label: p.target.label,
-        deps: p.target.deps,
-        resources: {
-          // A MAX_JOBS lowered after running out of memory frees the cpu slots it no longer uses.
-          cpus: h?.maxJobs !== undefined ? Math.min(declared.cpus, h.maxJobs * Math.max(1, declared.nvccThreads)) : declared.cpus,
-          // What the build really took last time wins over a smaller declaration.
-          memory: Math.max(declared.memory, h?.peakBytes ?? 0),
-          gpus: declared.gpus,
-        },
-        priority: priorities.get(p.target.label)!,
-      };
-    });
-    const run = async (job: Job, grant: Grant): Promise<'ok' | 'failed'> => {
-      const p = planned.get(job.label)!;
-      const log = logPath(wgOut, job.label);
-      emit({ type: 'started', label: job.label, key: p.key, mnemonic: p.plan.mnemonic, cpus: grant.cpus, gpus: grant.gpus, deps: p.target.deps, logPath: log });
-      if (fs.existsSync(log)) fs.rmSync(log, { force: true });
-      forgetOutputs(job.label);
-      const t0 = Date.now();
-      // Stats from before the key's inputs were read, compared again before the result is stored.
-      const verifyInputs = inputCheck(p, inputs, options.root);
-      try {
-        const seen = p.target.rule.deps === 'direct' ? p.target.deps : analysis.graph.closure(p.target.deps);
-        const deps = seen.map((l) => ({ label: l as string, result: results.get(l)! }));
-        const nvccThreads = p.target.resources.nvccThreads;
-        const remembered = learned.target(job.label)?.maxJobs ?? Infinity;
-        let maxJobs = Math.max(1, Math.min(remembered, Math.floor(grant.cpus / Math.max(1, nvccThreads))));
-        let result: ActionResult;
-        for (let attempt = 1; ; attempt++) {
-          const usage = { peakBytes: 0 };
-          const tAttempt = Date.now();
-          try {
-            result = await executeAction(
-              {
-                label: job.label,
-                key: p.key,
-                plan: p.plan,
-                record: p.record,
-                source: p.remoteSource ?? p.source,
-                patches: p.target.patches.map((name) => ({ name, file: path.resolve(options.root, name) })),
-                env: p.target.env,
-                passEnv: passedValues(p.target.passEnv, process.env),
-                secrets: p.target.secretEnv.map((name) => ({ name, value: process.env[name] ?? '' })),
-                toolchain: p.toolchain,
-                deps,
-                maxJobs,
-                nvccThreads,
-                timeoutMs: p.target.resources.timeoutMs,
-              },
-              grant,
-              { store, sandboxRoot: path.join(options.cacheDir, 'sandbox'), logPath: log, signal, usage, appendLog: attempt > 1, verifyInputs },
-            );
-            learned.recordBuild(job.label, p.target.rule.kind, Date.now() - tAttempt, usage.peakBytes);
-            break;
-          } catch (e) {
-            if (!(e instanceof ActionFailure) || e.reason !== 'out-of-memory' || signal.aborted || maxJobs === 1) throw e;
-            // Remembered even if the retry fails too: the next build starts lower still.
-            const lower = Math.max(1, Math.floor(maxJobs / 2));
-            learned.lowerMaxJobs(job.label, lower);
-            if (attempt > 1) throw e;
-            emit({ type: 'retrying', label: job.label, key: p.key, reason: 'out-of-memory', message: e.message, fromJobs: maxJobs, toJobs: lower });
-            maxJobs = lower;
-          }
-        }
-        results.set(job.label, result);
-        remote?.upload(result);
-        const files = await materialize(p, result);
-        remember(p, files);
-        lastBuilds.remember(p, planned);
-        report(p, 'built', { ...files, durationMs: Date.now() - t0 });
-        emit({ type: 'built', label: job.label, key: p.key, durationMs: Date.now() - t0 });
-        return 'ok';
-      } catch (e) {
-        const failure = e instanceof ActionFailure ? e : new ActionFailure('setup-failed', (e as Error).message);
-        if (failure.reason === 'interrupted') {
-          report(p, 'interrupted', { log, error: 'interrupted', durationMs: Date.now() - t0 });
-          emit({ type: 'interrupted', label: job.label, key: p.key });
-          return 'failed';
-        }
-        report(p, 'failed', { log, error: failure.message, durationMs: Date.now() - t0 });
-        emit({ type: 'failed', label: job.label, key: p.key, reason: failure.reason, message: failure.message, logPath: log, logTail: tail(log, 20) });
-        return 'failed';
-      }
-    };
-    const outcome = await schedule(jobs, limits, options.keepGoing, run, signal, options.scheduleOrder ?? 'priority');
-    lastBuilds.flush();
-    learned.flush();
-    if (outputsToRecord.size > 0) history.putMany([...outputsToRecord]);
+    const jobs: Job[] = stale.map((p) => runner.job(p, priorities.get(p.target.label)!));
+    const outcome = await schedule(jobs, limits, options.keepGoing, runner.run, signal, options.scheduleOrder ?? 'priority');
+    runner.flush();
     for (const [label, status] of outcome.outcomes) {
       if (status !== 'skipped') continue;
       const p = planned.get(label)!;
       const blocker = outcome.blockedBy.get(label) ?? null;
       const because = signal.aborted ? 'interrupted' : blocker ? `dependency ${blocker} failed` : 'the build stopped after a failure';
-      report(p, 'skipped', { error: because });
+      runner.report(p, 'skipped', { error: because });
       emit({ type: 'skipped', label, key: p.key, because });
     }
     // Uploads still queued finish before the build does (an interrupted build drops them).
     const remoteStats = remote ? await remote.finish(signal.aborted) : undefined;
-    const targets = order.map((l) => reports.get(l)!);
+    const targets = order.map((l) => runner.reports.get(l)!);
     // Hooks do not change outputs, so they are not in any key; they run once the build is over, for what it built.
     const hookFailures = await runPostBuildHooks(
       selection.plugins,
@@ -483,7 +361,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
     );
     for (const f of hookFailures) {
       emit({ type: 'warning', message: f.message });
-      const r = reports.get(f.label as Label)!;
+      const r = runner.reports.get(f.label as Label)!;
       r.error = r.error ? `${r.error}; ${f.message}` : f.message;
     }
     return {
@@ -496,6 +374,10 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
       readStartNs,
       warned,
       blobs,
+      planned,
+      results: runner.results,
+      root: options.root,
+      plugins: selection.plugins.files.length > 0,
     };
   } finally {
     if (remote) await remote.finish(true);
@@ -522,14 +404,6 @@ function criticalPaths(stale: Planned[], analysis: Analysis, history: History): 
   };
   for (const label of staleSet) visit(label);
   return memo;
-}
-
-function tail(file: string, lines: number): string[] {
-  try {
-    return fs.readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines);
-  } catch {
-    return [];
-  }
 }
 
 async function probeToolchains(ws: Workspace, targets: ConfiguredTarget[], store: LocalStore, cacheDir: string): Promise<Map<string, Toolchain>> {
@@ -591,16 +465,7 @@ function planTargets(
       }
     }
     const toolchain = target.rule.needsToolchain && target.toolchain !== null ? toolchains.get(target.toolchain) ?? null : null;
-    const plan = target.rule.plan({
-      label,
-      package: pkg.name,
-      variant: target.variant.name,
-      attrs: pkg.attrs,
-      test: pkg.test,
-      hasSource: source !== null || remoteSource !== undefined,
-      toolchain,
-      systemSitePackages: target.systemSitePackages,
-    });
+    const plan = planAction(target, source !== null || remoteSource !== undefined, toolchain);
     // A dependency missing here failed its own planning; that diagnostic stops the build before keys matter.
     const depKeys = target.deps.map((d) => (planned.get(d)?.key ?? 'unplanned') as string).sort();
     const record: KeyRecord = {

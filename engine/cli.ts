@@ -9,19 +9,18 @@ import { SourceUnavailableError } from '../rules/source-url.js';
 import { DiagnosticError, renderDiagnostic, sortDiagnostics } from './diagnostics.js';
 import { BUILD_FILE, parseQuantity } from './load.js';
 import { detectCores, detectMemory } from './machine.js';
-import { processGroups } from './process-group.js';
 import { explainTargets, explanationLines } from './explain.js';
 import { QUERY_KINDS, QUERY_OUTPUTS, runQuery, type QueryKind, type QueryOutput } from './query.js';
 import { importFromager } from './import-fromager.js';
 import { ImportError, type ImportResult } from './import-output.js';
 import { importWheelBuilder } from './import-wheel-builder.js';
-import { LineReporter, type Reporter } from './report.js';
 import { describeRemoteStats } from './remote-config.js';
 import { defaultCacheDir } from './cache-dir.js';
 import { dropSnapshot } from './noop-snapshot.js';
 import { recordNoop } from './noop-record.js';
 import { TraceRecorder } from './trace.js';
-import { TtyReporter } from './tty-reporter.js';
+import { makeReporter } from './reporter-choice.js';
+import { onInterrupt } from './interrupts.js';
 
 function findWorkspace(start: string): string {
   let dir = path.resolve(start);
@@ -71,25 +70,6 @@ interface BuildFlags {
   profile?: string;
 }
 
-/** The live terminal view needs a terminal and a person: CI services set CI (most of them to `true`). */
-function liveView(): boolean {
-  const ci = process.env['CI'];
-  return process.stderr.isTTY === true && (ci === undefined || ci === '' || ci === 'false' || ci === '0');
-}
-
-function makeReporter(cwd: string): Reporter {
-  if (!liveView()) return new LineReporter((line) => process.stderr.write(`${line}\n`), cwd);
-  return new TtyReporter(
-    {
-      write: (text) => process.stderr.write(text),
-      columns: () => process.stderr.columns || 80,
-      rows: () => process.stderr.rows || 24,
-      color: !process.env['NO_COLOR'],
-    },
-    cwd,
-  );
-}
-
 /** The profile's folder must exist before anything runs, so a long build never ends in "cannot write". */
 function profilePath(file: string): string {
   const abs = path.resolve(file);
@@ -105,21 +85,7 @@ async function buildCommand(patterns: string[], flags: BuildFlags): Promise<numb
   const profile = flags.profile ? profilePath(flags.profile) : null;
   const reporter = makeReporter(cwd);
   const trace = profile ? new TraceRecorder() : null;
-  const controller = new AbortController();
-  let interrupts = 0;
-  const onSignal = (): void => {
-    interrupts++;
-    if (interrupts === 1) {
-      reporter.note('wg: interrupted; stopping running actions (press Ctrl-C again to force)');
-      controller.abort();
-    } else {
-      // Forced: no grace period, but no survivors either (SIGKILL cannot be ignored); the ledger covers the rest.
-      processGroups.killAllNow();
-      process.exit(130);
-    }
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const interrupts = onInterrupt(reporter);
   const snapshotArgs = { root, cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(), patterns: patterns.length > 0 ? patterns : ['//...'] };
   // Only a build that completes may leave a snapshot behind; a stale one must never outlive a build that ran.
   if (!flags.dryRun) dropSnapshot(snapshotArgs.cacheDir, root);
@@ -139,7 +105,7 @@ async function buildCommand(patterns: string[], flags: BuildFlags): Promise<numb
         reporter.onEvent(e);
         trace?.onEvent(e);
       },
-      controller.signal,
+      interrupts.signal,
     );
     if (report.remote) reporter.note(describeRemoteStats(report.remote));
     reporter.summary(report, flags.dryRun ?? false);
@@ -149,8 +115,7 @@ async function buildCommand(patterns: string[], flags: BuildFlags): Promise<numb
     if (report.interrupted) return 130;
     return report.ok ? 0 : 1;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupts.dispose();
   }
 }
 

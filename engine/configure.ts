@@ -300,10 +300,3 @@ export function missingSecrets(ws: Workspace, targets: Iterable<{ label: string;
   }
   return out;
 }
-
-/** The `pass_env` names that wg's environment sets, with their values (an unset one is not passed at all). */
-export function passedValues(names: readonly string[], env: NodeJS.ProcessEnv): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const n of names) if (env[n] !== undefined) out[n] = env[n]!;
-  return out;
-}

@@ -24,7 +24,12 @@ export function fileMap(entries: TreeEntry[]): FileMap {
   return out;
 }
 
-export function depsOf(p: Planned, planned: ReadonlyMap<Label, Planned>): LastBuild['deps'] {
+/** The planned targets by label: a map, or the incremental path's stored plan, read one entry at a time. */
+export interface PlannedLookup {
+  get(label: Label): Planned | undefined;
+}
+
+export function depsOf(p: Planned, planned: PlannedLookup): LastBuild['deps'] {
   return p.target.deps.map((d) => ({ label: d as string, key: planned.get(d)?.key ?? '' }));
 }
 
@@ -62,7 +67,7 @@ export class LastBuilds {
   }
 
   /** Called when `p` was built or restored from the cache. */
-  remember(p: Planned, planned: ReadonlyMap<Label, Planned>): void {
+  remember(p: Planned, planned: PlannedLookup): void {
     const label = p.target.label;
     if (this.get(label)?.key === p.key) return;
     this.pending.set(this.id(label), { key: p.key, record: p.record, deps: depsOf(p, planned) } satisfies LastBuild);

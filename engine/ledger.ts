@@ -4,7 +4,8 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { groupMembers, listProcesses, readProcStat, signalGroup, waitGroupGone } from './process-group.js';
+import type { Listener } from './events.js';
+import { groupMembers, listProcesses, processGroups, readProcStat, signalGroup, waitGroupGone } from './process-group.js';
 
 interface Entry {
   pgid: number;
@@ -106,5 +107,18 @@ export class Ledger {
     const leader = members.find((m) => m.pid === e.pgid);
     if (leader) return e.startTime !== null && leader.startTime === e.startTime;
     return e.startTime !== null && members.every((m) => m.startTime >= e.startTime!);
+  }
+}
+
+/**
+ * Records this run's process groups in the cache's ledger, after killing the groups a SIGKILLed wg left running:
+ * they would compete with this build for CPUs, memory and GPUs.
+ */
+export async function openLedger(cacheDir: string, emit: Listener): Promise<void> {
+  const ledger = new Ledger(path.join(cacheDir, 'process-groups'));
+  processGroups.setLedger(ledger);
+  const reaped = await ledger.reapOrphans();
+  if (reaped > 0) {
+    emit({ type: 'warning', message: `reaped ${reaped} orphaned action process group${reaped === 1 ? '' : 's'} from a previous run` });
   }
 }

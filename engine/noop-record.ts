@@ -3,10 +3,12 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { BuildReport } from './build.js';
+import type { BuildReport, Planned } from './build.js';
+import type { Label } from './label.js';
 import { statTuple, type StatTuple } from './inputs.js';
-import { argsId, blobStat, envHash, newBuildId, SNAPSHOT_VERSION, writeSnapshot, type Snapshot, type SnapshotArgs, type SnapshotOutputs } from './noop-snapshot.js';
+import { argsId, blobStat, envHash, newBuildId, SNAPSHOT_VERSION, snapshotPath, writeSnapshot, type Snapshot, type SnapshotArgs, type SnapshotOutputs } from './noop-snapshot.js';
 import { eventLines, summaryLines } from './report.js';
+import { planPath, storeTarget, writePlan, type PlanSource } from './stored-plan.js';
 
 /** Env variables that switch on work a no-op would skip (a remote cache to talk to): their values are part of it. */
 const ALWAYS_WATCHED_ENV = ['WG_REMOTE_CACHE', 'WG_REMOTE_UPLOAD', 'WG_REMOTE_TOKEN'];
@@ -16,7 +18,18 @@ const ALWAYS_WATCHED_ENV = ['WG_REMOTE_CACHE', 'WG_REMOTE_UPLOAD', 'WG_REMOTE_TO
  * warning that a replay would hide, no remote cache, and no input that a stat cannot vouch for (a branch).
  * Returns why it was not written, or null.
  */
-export function recordNoop(report: BuildReport, args: SnapshotArgs, cwd: string): string | null {
+export function recordNoop(
+  report: BuildReport,
+  args: SnapshotArgs,
+  cwd: string,
+  /** The incremental path's own answers: stored plan entries and digests it already has. */
+  known: {
+    plan?: PlanSource;
+    digestOf?: (file: string) => string | undefined;
+    /** Outputs the last snapshot recorded and nothing has touched since: their entries are reused, not stat-ed. */
+    outputs?: ReadonlyMap<string, SnapshotOutputs[number]>;
+  } = {},
+): string | null {
   if (!report.ok || report.interrupted) return 'the build did not succeed';
   if (report.warned) return 'the build showed warnings';
   if (report.remote) return 'a remote cache is configured';
@@ -32,13 +45,18 @@ export function recordNoop(report: BuildReport, args: SnapshotArgs, cwd: string)
   const outputs: SnapshotOutputs = [];
   for (const t of report.targets) {
     for (const f of [...t.wheels, ...t.files, ...(t.log ? [t.log] : [])]) {
+      folders.add(path.dirname(f));
+      const reused = known.outputs?.get(f);
+      if (reused !== undefined) {
+        outputs.push(reused);
+        continue;
+      }
       const st = fs.statSync(f, { bigint: true, throwIfNoEntry: false });
       if (!st) return `${f} is missing`;
       const blob = report.blobs.get(f);
       const fp = blob === undefined ? null : blobStat(blob);
       if (blob === undefined || fp === null) return `the cache holds no blob for ${f}`;
       outputs.push([f, statTuple(st), blob, fp]);
-      folders.add(path.dirname(f));
     }
   }
   const outputDirs = [...folders].sort().map((d): [string, StatTuple] => [d, statTuple(fs.statSync(d, { bigint: true }))]);
@@ -50,11 +68,39 @@ export function recordNoop(report: BuildReport, args: SnapshotArgs, cwd: string)
     envNames,
     envHash: envHash(envNames),
     files: newestFirst([...report.inputs.files]),
+    digests: [],
     dirs: newestFirst([...report.inputs.dirs]),
     outputDirs,
     lines,
   };
-  return writeSnapshot(snapshot, outputs, { ok: true, durationMs: 0, targets: cached }, args, report.readStartNs);
+  const why = writeSnapshot(snapshot, outputs, { ok: true, durationMs: 0, targets: cached }, args, report.readStartNs, known.digestOf ?? digestsOf(report));
+  if (why !== null || report.plugins) return why;
+  // Without a plan the snapshot still answers no-ops; changed inputs then take the full path.
+  const labels = report.targets.map((t) => t.label as string);
+  const planned = (l: string): Planned => report.planned.get(l as Label)!;
+  const plan: PlanSource = known.plan ?? {
+    depsOf: (l) => planned(l).target.deps,
+    entry: (l) => storeTarget(planned(l), report.results.get(l as Label)!),
+    sourceOf: (l) => ({ root: planned(l).source?.root ?? '', patches: planned(l).target.patches.map((f) => path.resolve(args.root, f)) }),
+  };
+  // Without a plan the snapshot still answers no-ops; changed inputs then take the full path.
+  writePlan(planPath(snapshotPath(args.cacheDir, args.root)), snapshot.argsId, snapshot.build, labels, plan);
+  return null;
+}
+
+/** The digests the build's keys used for source files and patches, by absolute path. */
+function digestsOf(report: BuildReport): (file: string) => string | undefined {
+  let map: Map<string, string> | null = null;
+  return (file) => {
+    if (map === null) {
+      map = new Map();
+      for (const p of report.planned.values()) {
+        if (p.source) for (const e of p.source.entries) if (e.type === 'file') map.set(path.join(p.source.root, e.path), e.content);
+        for (const patch of p.record.patches) map.set(path.resolve(report.root, patch.path), patch.digest);
+      }
+    }
+    return map.get(file);
+  };
 }
 
 /**

@@ -9,9 +9,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { hashFileSync } from '../cache/cas.js';
 import type { StatTuple } from './inputs.js';
 
-export const SNAPSHOT_VERSION = 3;
+export const SNAPSHOT_VERSION = 4;
 /** A file changed less than this before it was read might change again within the same timestamp tick. */
 const RACY_WINDOW_NS = 2_000_000_000n;
 
@@ -29,6 +30,12 @@ export interface Snapshot {
   envNames: string[];
   envHash: string;
   files: [string, StatTuple | null][];
+  /**
+   * Files that changed within the racy window before the build read them, with the digest the build used: the
+   * same stat does not vouch for them (they may have changed again within the same timestamp tick), so the check
+   * reads them again (git's answer to racily clean entries).
+   */
+  digests: [string, string][];
   dirs: [string, StatTuple | null][];
   /**
    * The folders of wg-out holding the outputs and logs, with their stat after the build: removing, renaming or
@@ -114,13 +121,27 @@ export function dropSnapshot(cacheDir: string, root: string): void {
 }
 
 /**
- * Writes the snapshot unless an input is racy (changed within the window before the build read it): such a
- * file could change again without its stat changing, so the next run must check it the slow way.
+ * Writes the snapshot unless an input is racy (changed within the window before the build read it) and its digest
+ * is unknown: such a file could change again without its stat changing, so the next run must check it the slow
+ * way. A racy file whose digest `digestOf` knows is recorded with it, and checked by content.
  * Returns why no snapshot was written, or null.
  */
-export function writeSnapshot(snapshot: Snapshot, outputs: SnapshotOutputs, report: unknown, args: SnapshotArgs, readStartNs: bigint): string | null {
-  for (const [p, st] of [...snapshot.files, ...snapshot.dirs]) {
-    if (st !== null && BigInt(st[2]) + RACY_WINDOW_NS > readStartNs) return `${p} changed just before the build`;
+export function writeSnapshot(
+  snapshot: Snapshot,
+  outputs: SnapshotOutputs,
+  report: unknown,
+  args: SnapshotArgs,
+  readStartNs: bigint,
+  digestOf: (file: string) => string | undefined = () => undefined,
+): string | null {
+  const racy = (st: StatTuple | null): boolean => st !== null && BigInt(st[2]) + RACY_WINDOW_NS > readStartNs;
+  for (const [p, st] of snapshot.dirs) if (racy(st)) return `${p} changed just before the build`;
+  snapshot.digests = [];
+  for (const [p, st] of snapshot.files) {
+    if (!racy(st)) continue;
+    const digest = digestOf(p);
+    if (digest === undefined) return `${p} changed just before the build`;
+    snapshot.digests.push([p, digest]);
   }
   const file = snapshotPath(args.cacheDir, args.root);
   // The outputs first: a snapshot is never there without the list it restores from (an older list is refused
@@ -144,14 +165,8 @@ function replaceFile(file: string, text: string): void {
  * recorded, or a blob whose fingerprint moved (it may have been damaged; the full path re-hashes it).
  */
 function restoreOutputs(snapshot: Snapshot, file: string, changed: Set<string>): boolean {
-  let outputs: SnapshotOutputs;
-  try {
-    const stored = JSON.parse(fs.readFileSync(outputsPath(file), 'utf8')) as { id: string; build: string; outputs: SnapshotOutputs };
-    if (stored.id !== snapshot.argsId || stored.build !== snapshot.build) return false;
-    outputs = stored.outputs;
-  } catch {
-    return false;
-  }
+  const outputs = snapshotOutputs(file, snapshot);
+  if (outputs === null) return false;
   // Folders this pass made are known to be empty: their files need no lstat to be known missing.
   const state = new Map<string, 'made' | 'existed'>();
   for (const [dest, recorded, blob, blobFp] of outputs) {
@@ -180,8 +195,24 @@ function restoreOutputs(snapshot: Snapshot, file: string, changed: Set<string>):
   return true;
 }
 
-/** The stored no-op result if nothing it depends on changed since it was written, else null. */
-export function checkSnapshot(args: SnapshotArgs): Snapshot | null {
+/** What the snapshot check found: nothing changed (outputs restored if need be), or which inputs changed. */
+export type SnapshotCheck =
+  | { kind: 'noop'; snapshot: Snapshot }
+  | { kind: 'changed'; snapshot: Snapshot; file: string; files: string[]; dirs: string[] };
+
+function digestMoved(p: string, digest: string): boolean {
+  try {
+    return hashFileSync(p, true).digest !== digest;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Compares every recorded input with the file system. Null when the snapshot cannot answer (none, other
+ * arguments or env, outputs that cannot be restored while inputs changed): the full path decides.
+ */
+export function checkSnapshot(args: SnapshotArgs): SnapshotCheck | null {
   const file = snapshotPath(args.cacheDir, args.root);
   let snapshot: Snapshot;
   try {
@@ -191,16 +222,32 @@ export function checkSnapshot(args: SnapshotArgs): Snapshot | null {
   }
   if (snapshot.v !== SNAPSHOT_VERSION || snapshot.argsId !== argsId(args)) return null;
   if (snapshot.envHash !== envHash(snapshot.envNames)) return null;
-  for (const [p, st] of snapshot.files) if (!same(current(p), st)) return null;
-  for (const [p, st] of snapshot.dirs) if (!same(current(p), st)) return null;
+  const files: string[] = [];
+  const dirs: string[] = [];
+  const moved = new Set<string>();
+  for (const [p, st] of snapshot.files) if (!same(current(p), st)) moved.add(p);
+  for (const [p, digest] of snapshot.digests) if (!moved.has(p) && digestMoved(p, digest)) moved.add(p);
+  files.push(...moved);
+  for (const [p, st] of snapshot.dirs) if (!same(current(p), st)) dirs.push(p);
   const changed = new Set<string>();
   for (const [p, st] of snapshot.outputDirs) if (st === null || !same(current(p), st)) changed.add(p);
-  if (changed.size === 0) return snapshot;
+  if (files.length + dirs.length > 0) return changed.size === 0 ? { kind: 'changed', snapshot, file, files, dirs } : null;
+  if (changed.size === 0) return { kind: 'noop', snapshot };
   if (!restoreOutputs(snapshot, file, changed)) return null;
   snapshot.outputDirs = snapshot.outputDirs.map(([p, st]) => [p, changed.has(p) ? current(p) : st]);
   if (snapshot.outputDirs.some(([, st]) => st === null)) return null;
   replaceFile(file, JSON.stringify(snapshot));
-  return snapshot;
+  return { kind: 'noop', snapshot };
+}
+
+/** The stored outputs list of `snapshot`, or null when it is missing or belongs to another snapshot. */
+export function snapshotOutputs(file: string, snapshot: Snapshot): SnapshotOutputs | null {
+  try {
+    const stored = JSON.parse(fs.readFileSync(outputsPath(file), 'utf8')) as { id: string; build: string; outputs: SnapshotOutputs };
+    return stored.id === snapshot.argsId && stored.build === snapshot.build ? stored.outputs : null;
+  } catch {
+    return null;
+  }
 }
 
 /** The --json document stored with `snapshot`, or null when it is not there (the caller takes the full path). */

@@ -22,7 +22,8 @@ export interface TreeEntry {
   content: string;
 }
 
-function skipped(name: string, atRoot: boolean): boolean {
+/** Whether listTree leaves `name` out of a tree (at the root, or at any depth). */
+export function skipped(name: string, atRoot: boolean): boolean {
   return SKIPPED_ANYWHERE.has(name) || name.endsWith('.egg-info') || name.endsWith('.pyc') || (atRoot && SKIPPED_AT_ROOT.has(name));
 }
 

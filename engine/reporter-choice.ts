@@ -1,0 +1,25 @@
+// Which face a build shows: the live terminal view for a person at a terminal, plain timestamped lines for
+// everything else (CI, pipes, files). Both the full build and the incremental path ask here.
+
+import { LineReporter, type Reporter } from './report.js';
+import { TtyReporter } from './tty-reporter.js';
+
+/** The live terminal view needs a terminal and a person: CI services set CI (most of them to `true`). */
+function liveView(): boolean {
+  const ci = process.env['CI'];
+  return process.stderr.isTTY === true && (ci === undefined || ci === '' || ci === 'false' || ci === '0');
+}
+
+export function makeReporter(cwd: string): Reporter {
+  if (!liveView()) return new LineReporter((line) => process.stderr.write(`${line}\n`), cwd);
+  return new TtyReporter(
+    {
+      write: (text) => process.stderr.write(text),
+      columns: () => process.stderr.columns || 80,
+      rows: () => process.stderr.rows || 24,
+      color: !process.env['NO_COLOR'],
+    },
+    cwd,
+  );
+}
+

@@ -1,0 +1,197 @@
+// The plan a successful build leaves beside its no-op snapshot: every target's configuration, key record, source
+// tree and result. With it the incremental path re-keys and rebuilds just what a changed source file or patch
+// touches, without loading BUILD.yaml or planning the thousand targets that did not change. Each target is
+// serialized on its own, so a run deserializes only the targets it touches.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { deserialize, serialize } from 'node:v8';
+import type { ActionResult } from '../cache/local-store.js';
+import { builtinRules } from '../rules/registry.js';
+import type { Rule, Toolchain } from '../rules/rule.js';
+import type { TreeEntry } from '../rules/source-path.js';
+import { planAction } from './action-plan.js';
+import type { ConfiguredTarget } from './analyze.js';
+import type { Planned } from './build.js';
+import type { ActionKey, KeyRecord } from './key.js';
+import type { Label } from './label.js';
+
+const PLAN_VERSION = 1;
+
+/** One target as stored: its rule by kind (the rule itself is code). */
+export interface StoredTarget {
+  target: Omit<ConfiguredTarget, 'rule'> & { rule: string };
+  key: string;
+  record: KeyRecord;
+  source: { root: string; entries: TreeEntry[] } | null;
+  /** A git, URL or index source: the incremental path leaves such targets to the full path, which fetches. */
+  remoteSource: boolean;
+  toolchain: Toolchain | null;
+  result: ActionResult;
+}
+
+interface PlanFile {
+  v: number;
+  /** The snapshot this plan belongs to (its argsId and build id). */
+  id: string;
+  build: string;
+  /** Labels, dependencies first. */
+  labels: string[];
+  /** Each label's action key. */
+  keys: string[];
+  /** Each label's direct dependencies, as indices into `labels`. */
+  deps: number[][];
+  /** Each folder source's root with the targets built from it. */
+  sourceRoots: [string, number[]][];
+  /** Each patch file (absolute) with the targets it applies to. */
+  patches: [string, number[]][];
+  entries: Uint8Array[];
+}
+
+export function planPath(snapshotFile: string): string {
+  return snapshotFile.replace(/\.json$/, '.plan.v8');
+}
+
+/** The stored form of a planned target; null when it cannot be stored (a plugin's rule: its code is not ours to reload). */
+export function storeTarget(p: Planned, result: ActionResult): { bytes: Uint8Array; key: string } | null {
+  if (p.record.rule.plugin !== undefined || !builtinRules().has(p.target.rule.kind)) return null;
+  const stored: StoredTarget = {
+    target: { ...p.target, rule: p.target.rule.kind },
+    key: p.key,
+    record: p.record,
+    source: p.source,
+    remoteSource: p.remoteSource !== null,
+    toolchain: p.toolchain,
+    result,
+  };
+  return { bytes: serialize(stored), key: p.key };
+}
+
+/** What a plan is written from: the planned targets of a full build, or a stored plan with a few changed. */
+export interface PlanSource {
+  depsOf(label: string): readonly string[];
+  /** The target's stored form and key; null when it cannot be stored. */
+  entry(label: string): { bytes: Uint8Array; key: string } | null;
+  /** Its folder source's root ('' for none) and its patch files, absolute. */
+  sourceOf(label: string): { root: string; patches: string[] };
+}
+
+/** Writes the plan of `labels` (dependencies first). Returns false, writing nothing, when a target cannot be stored. */
+export function writePlan(file: string, id: string, build: string, labels: string[], source: PlanSource): boolean {
+  const index = new Map(labels.map((l, i) => [l, i]));
+  const entries: Uint8Array[] = [];
+  const keys: string[] = [];
+  const roots = new Map<string, number[]>();
+  const patches = new Map<string, number[]>();
+  for (let i = 0; i < labels.length; i++) {
+    const e = source.entry(labels[i]!);
+    if (e === null) return false;
+    entries.push(e.bytes);
+    keys.push(e.key);
+    const { root, patches: own } = source.sourceOf(labels[i]!);
+    if (root !== '') roots.set(root, [...(roots.get(root) ?? []), i]);
+    for (const p of own) patches.set(p, [...(patches.get(p) ?? []), i]);
+  }
+  const plan: PlanFile = {
+    v: PLAN_VERSION,
+    id,
+    build,
+    labels,
+    keys,
+    deps: labels.map((l) => source.depsOf(l).map((d) => index.get(d)!)),
+    sourceRoots: [...roots],
+    patches: [...patches],
+    entries,
+  };
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(tmp, serialize(plan));
+  fs.renameSync(tmp, file);
+  return true;
+}
+
+/** A stored plan, read once and deserialized target by target. */
+export class StoredPlan {
+  private readonly index: Map<string, number>;
+  private readonly cache = new Map<number, StoredTarget>();
+  private readonly rules = builtinRules();
+  private sources: { root: string; patches: string[] }[] | null = null;
+
+  private constructor(private readonly plan: PlanFile) {
+    this.index = new Map(plan.labels.map((l, i) => [l, i]));
+  }
+
+  static read(file: string, id: string, build: string): StoredPlan | null {
+    try {
+      const plan = deserialize(fs.readFileSync(file)) as PlanFile;
+      return plan.v === PLAN_VERSION && plan.id === id && plan.build === build ? new StoredPlan(plan) : null;
+    } catch {
+      return null;
+    }
+  }
+
+  get labels(): readonly string[] {
+    return this.plan.labels;
+  }
+
+  get sourceRoots(): readonly [string, number[]][] {
+    return this.plan.sourceRoots;
+  }
+
+  indexOf(label: string): number | undefined {
+    return this.index.get(label);
+  }
+
+  depsOf(i: number): readonly number[] {
+    return this.plan.deps[i]!;
+  }
+
+  /** The targets a patch file applies to, or undefined when it is not a patch of this plan. */
+  patchTargets(abs: string): readonly number[] | undefined {
+    return this.plan.patches.find(([p]) => p === abs)?.[1];
+  }
+
+  stored(i: number): StoredTarget {
+    let t = this.cache.get(i);
+    if (t === undefined) {
+      t = deserialize(this.plan.entries[i]!) as StoredTarget;
+      this.cache.set(i, t);
+    }
+    return t;
+  }
+
+  /** Target i's folder source root ('' for none) and patch files, from the plan's own indexes. */
+  sourceOf(i: number): { root: string; patches: string[] } {
+    if (this.sources === null) {
+      this.sources = this.plan.labels.map(() => ({ root: '', patches: [] as string[] }));
+      for (const [root, targets] of this.plan.sourceRoots) for (const t of targets) this.sources[t]!.root = root;
+      for (const [file, targets] of this.plan.patches) for (const t of targets) this.sources[t]!.patches.push(file);
+    }
+    return this.sources[i]!;
+  }
+
+  /** The stored form of target i: what an unchanged target writes back. */
+  entry(i: number): { bytes: Uint8Array; key: string } {
+    return { bytes: this.plan.entries[i]!, key: this.plan.keys[i]! };
+  }
+
+  key(i: number): string {
+    return this.plan.keys[i]!;
+  }
+
+  /** Target i as the build engine plans it; its rule comes from the built-in registry. */
+  planned(i: number): Planned {
+    const s = this.stored(i);
+    const rule = this.rules.get(s.target.rule) as Rule;
+    const target: ConfiguredTarget = { ...s.target, rule, label: s.target.label as Label };
+    return {
+      target,
+      key: s.key as ActionKey,
+      record: s.record,
+      source: s.source,
+      remoteSource: null,
+      plan: planAction(target, s.source !== null || s.remoteSource, s.toolchain),
+      toolchain: s.toolchain,
+    };
+  }
+}

@@ -1,0 +1,163 @@
+// The incremental path: when only source files or patches changed since the last snapshot, `wg build` re-keys and
+// rebuilds just the targets they touch (and their dependents) from the stored plan, with keys identical to the full
+// path's; anything else it cannot vouch for (BUILD.yaml, a new file) goes down the full path.
+
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { after, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { statuses, TempWorkspace, type BuildJson } from './rig.js';
+
+/** Files changed within 2 s of a build are "racy" (see noop-snapshot.ts). */
+const PAST_RACY_WINDOW_MS = 2100;
+
+const BUILD_YAML = `variants:
+  cpu: {}
+packages:
+  a:
+    rule: command
+    source: src/a
+    cmd: cat in.txt > out.txt
+    outs: [out.txt]
+  b:
+    rule: command
+    source: src/b
+    deps: [a]
+    cmd: cat in.txt > out.txt
+    outs: [out.txt]
+  c:
+    rule: command
+    source: src/c
+    patches: [fixes/c.patch]
+    cmd: cat in.txt > out.txt
+    outs: [out.txt]
+`;
+
+const patch = (from: string, to: string): string => `--- a/in.txt\n+++ b/in.txt\n@@ -1 +1 @@\n-${from}\n+${to}\n`;
+
+type Json = BuildJson & { snapshot?: boolean; incremental?: boolean; stderr: string };
+
+const workspaces: TempWorkspace[] = [];
+after(() => workspaces.forEach((w) => w.remove()));
+
+async function fresh(): Promise<TempWorkspace> {
+  const ws = TempWorkspace.create({
+    'BUILD.yaml': BUILD_YAML,
+    'src/a/in.txt': 'a\n',
+    'src/b/in.txt': 'b\n',
+    'src/c/in.txt': 'c\n',
+    'fixes/c.patch': patch('c', 'c patched'),
+  });
+  workspaces.push(ws);
+  await sleep(PAST_RACY_WINDOW_MS);
+  assert.deepEqual(statuses(await ws.build()), { '//a:cpu': 'built', '//b:cpu': 'built', '//c:cpu': 'built' });
+  return ws;
+}
+
+const out = (ws: TempWorkspace, pkg: string): string => ws.read(`wg-out/out/${pkg}.cpu.out.txt`);
+
+/** The full path's verdict: every key the incremental path stored must be the one the full path computes. */
+async function fullPathAgrees(ws: TempWorkspace): Promise<void> {
+  const full = (await ws.build([], { env: { WG_NO_FAST_PATH: '1' } })) as Json;
+  assert.deepEqual(statuses(full), { '//a:cpu': 'cached', '//b:cpu': 'cached', '//c:cpu': 'cached' });
+}
+
+describe('incremental path', () => {
+  test('a source edit rebuilds its target and the dependents, with the keys the full path computes', async () => {
+    const ws = await fresh();
+    ws.write('src/b/in.txt', 'b2\n');
+    const leaf = (await ws.build()) as Json;
+    assert.equal(leaf.incremental, true);
+    assert.deepEqual(statuses(leaf), { '//a:cpu': 'cached', '//b:cpu': 'built', '//c:cpu': 'cached' });
+    assert.equal(out(ws, 'b'), 'b2\n');
+    assert.match(leaf.stderr, /^wg: 3 targets: 2 cached, 1 to build\n/);
+    assert.match(leaf.stderr, /\nwg: 1 built, 2 cached, 0 failed, 0 skipped in \d+\.\ds\n$/);
+
+    ws.write('src/a/in.txt', 'a2\n');
+    const dep = (await ws.build()) as Json;
+    assert.equal(dep.incremental, true);
+    assert.deepEqual(statuses(dep), { '//a:cpu': 'built', '//b:cpu': 'built', '//c:cpu': 'cached' });
+    assert.equal(out(ws, 'a'), 'a2\n');
+
+    // Edited back: the old key, whose result the cache still holds.
+    ws.write('src/a/in.txt', 'a\n');
+    const back = (await ws.build()) as Json;
+    assert.equal(back.incremental, true);
+    assert.deepEqual(statuses(back), { '//a:cpu': 'cached', '//b:cpu': 'cached', '//c:cpu': 'cached' });
+    assert.equal(out(ws, 'a'), 'a\n');
+    await fullPathAgrees(ws);
+  });
+
+  test('a patch edit rebuilds the patched target', async () => {
+    const ws = await fresh();
+    assert.equal(out(ws, 'c'), 'c patched\n');
+    ws.write('fixes/c.patch', patch('c', 'c patched twice'));
+    const r = (await ws.build()) as Json;
+    assert.equal(r.incremental, true);
+    assert.deepEqual(statuses(r), { '//a:cpu': 'cached', '//b:cpu': 'cached', '//c:cpu': 'built' });
+    assert.equal(out(ws, 'c'), 'c patched twice\n');
+    await fullPathAgrees(ws);
+  });
+
+  test('the same bytes written again rebuild nothing, and the build after is a snapshot no-op', async () => {
+    const ws = await fresh();
+    ws.write('src/a/in.txt', 'a\n');
+    const same = (await ws.build()) as Json;
+    assert.equal(same.incremental, true);
+    assert.deepEqual(statuses(same), { '//a:cpu': 'cached', '//b:cpu': 'cached', '//c:cpu': 'cached' });
+    // The edit is racy (within 2 s), so the new snapshot checks that file by content, not by its stat alone.
+    const again = (await ws.build()) as Json;
+    assert.equal(again.snapshot, true);
+  });
+
+  test('an editor saving through a temporary file and a rename is still an edit of one file', async () => {
+    const ws = await fresh();
+    fs.writeFileSync(ws.path('src/b/in.txt.tmp'), 'b3\n');
+    fs.renameSync(ws.path('src/b/in.txt.tmp'), ws.path('src/b/in.txt'));
+    const r = (await ws.build()) as Json;
+    assert.equal(r.incremental, true);
+    assert.deepEqual(statuses(r), { '//a:cpu': 'cached', '//b:cpu': 'built', '//c:cpu': 'cached' });
+    assert.equal(out(ws, 'b'), 'b3\n');
+  });
+
+  test('a new file, a removed file or a BUILD.yaml edit goes down the full path', async () => {
+    const ws = await fresh();
+    ws.write('src/a/extra.txt', 'x\n');
+    const added = (await ws.build()) as Json;
+    assert.equal(added.incremental, undefined);
+    assert.deepEqual(statuses(added), { '//a:cpu': 'built', '//b:cpu': 'built', '//c:cpu': 'cached' });
+
+    await sleep(PAST_RACY_WINDOW_MS);
+    await ws.build();
+    fs.rmSync(ws.path('src/a/extra.txt'));
+    const removed = (await ws.build()) as Json;
+    assert.equal(removed.incremental, undefined);
+    assert.deepEqual(statuses(removed), { '//a:cpu': 'cached', '//b:cpu': 'cached', '//c:cpu': 'cached' });
+
+    await sleep(PAST_RACY_WINDOW_MS);
+    await ws.build();
+    ws.write('BUILD.yaml', BUILD_YAML.replace('cat in.txt > out.txt\n    outs: [out.txt]\n  b:', 'cat in.txt in.txt > out.txt\n    outs: [out.txt]\n  b:'));
+    const edited = (await ws.build()) as Json;
+    assert.equal(edited.incremental, undefined);
+    assert.deepEqual(statuses(edited), { '//a:cpu': 'built', '//b:cpu': 'built', '//c:cpu': 'cached' });
+  });
+
+  test('an edit that breaks the build fails it with the full path words, and the fix builds', async () => {
+    const ws = await fresh();
+    ws.write('BUILD.yaml', BUILD_YAML.replace('cmd: cat in.txt > out.txt\n    outs: [out.txt]\n  b:', 'cmd: grep -q a in.txt && cat in.txt > out.txt\n    outs: [out.txt]\n  b:'));
+    await sleep(PAST_RACY_WINDOW_MS);
+    await ws.build();
+    await ws.build(); // past the racy window: this one leaves the snapshot and plan
+    ws.write('src/a/in.txt', 'z\n');
+    const failed = await ws.run(['build']);
+    assert.equal(failed.code, 1);
+    assert.match(failed.stderr, /^wg: 3 targets: 1 cached, 2 to build\n/);
+    assert.match(failed.stderr, /\] FAILED \/\/a:cpu: command failed: sh exited with code 1\n/);
+    assert.match(failed.stderr, /skipped \/\/b:cpu: dependency \/\/a:cpu failed\n/);
+    assert.match(failed.stderr, /\nwg: 0 built, 1 cached, 1 failed, 1 skipped in \d+\.\ds\n$/);
+    ws.write('src/a/in.txt', 'a fixed\n');
+    const fixed = (await ws.build()) as Json;
+    assert.deepEqual(statuses(fixed), { '//a:cpu': 'built', '//b:cpu': 'built', '//c:cpu': 'cached' });
+    assert.equal(out(ws, 'a'), 'a fixed\n');
+  });
+});
