@@ -204,7 +204,7 @@ export async function runIncremental(req: IncrementalRequest): Promise<number | 
     for (const p of moved.values()) {
       for (const d of p.target.rule.deps === 'direct' ? p.target.deps : closure(plan, p.target.deps)) {
         const i = plan.indexOf(d)!;
-        if (!moved.has(i)) runner.results.set(d, plan.stored(i).result);
+        if (!moved.has(i)) runner.results.set(d, plan.result(i));
       }
     }
     const stale: Planned[] = [];

@@ -27,7 +27,8 @@ export interface StoredTarget {
   /** A git, URL or index source: the incremental path leaves such targets to the full path, which fetches. */
   remoteSource: boolean;
   toolchain: Toolchain | null;
-  result: ActionResult;
+  /** The result without its key record, which is `record`: a third of the bytes of a small target. */
+  result: Omit<ActionResult, 'record'>;
 }
 
 interface PlanFile {
@@ -62,7 +63,7 @@ export function storeTarget(p: Planned, result: ActionResult): { bytes: Uint8Arr
     source: p.source,
     remoteSource: p.remoteSource !== null,
     toolchain: p.toolchain,
-    result,
+    result: { key: result.key, label: result.label, outputs: result.outputs, log: result.log, durationMs: result.durationMs, createdAt: result.createdAt },
   };
   return { bytes: serialize(stored), key: p.key };
 }
@@ -158,6 +159,12 @@ export class StoredPlan {
       this.cache.set(i, t);
     }
     return t;
+  }
+
+  /** The result target i ended with in the last build. */
+  result(i: number): ActionResult {
+    const s = this.stored(i);
+    return { ...s.result, record: s.record };
   }
 
   /** Target i's folder source root ('' for none) and patch files, from the plan's own indexes. */
