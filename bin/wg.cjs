@@ -14,8 +14,15 @@ if (fast === false) full();
 else if (fast !== true) {
   require('../dist/incremental.cjs')
     .runIncremental(fast)
-    .then((code) => {
-      if (code === null) full();
-      else process.exitCode = code;
-    });
+    .then(
+      (code) => {
+        if (code === null) full();
+        else process.exitCode = code;
+      },
+      (e) => {
+        // Past its checks it may have changed wg-out: retrying down the full path would hide the bug.
+        process.stderr.write(`wg: internal error in the incremental path (WG_NO_INCREMENTAL=1 turns it off):\n${e && e.stack ? e.stack : e}\n`);
+        process.exitCode = 1;
+      },
+    );
 }

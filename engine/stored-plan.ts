@@ -16,7 +16,7 @@ import type { Planned } from './build.js';
 import type { ActionKey, KeyRecord } from './key.js';
 import type { Label } from './label.js';
 
-const PLAN_VERSION = 1;
+const PLAN_VERSION = 2;
 
 /** One target as stored: its rule by kind (the rule itself is code). */
 export interface StoredTarget {
@@ -46,7 +46,17 @@ interface PlanFile {
   sourceRoots: [string, number[]][];
   /** Each patch file (absolute) with the targets it applies to. */
   patches: [string, number[]][];
-  entries: Uint8Array[];
+  /** Each target's serialized entry as [start, end) in the bytes after the header. */
+  offsets: number[];
+}
+
+/**
+ * The file is a 4-byte header length, the serialized PlanFile, then every entry's bytes back to back: reading it
+ * is one read and a view per target, writing it one concatenation, with no per-target copy either way.
+ */
+interface Loaded {
+  plan: PlanFile;
+  body: Buffer;
 }
 
 export function planPath(snapshotFile: string): string {
@@ -93,6 +103,8 @@ export function writePlan(file: string, id: string, build: string, labels: strin
     if (root !== '') roots.set(root, [...(roots.get(root) ?? []), i]);
     for (const p of own) patches.set(p, [...(patches.get(p) ?? []), i]);
   }
+  const offsets: number[] = [0];
+  for (const e of entries) offsets.push(offsets[offsets.length - 1]! + e.length);
   const plan: PlanFile = {
     v: PLAN_VERSION,
     id,
@@ -102,11 +114,14 @@ export function writePlan(file: string, id: string, build: string, labels: strin
     deps: labels.map((l) => source.depsOf(l).map((d) => index.get(d)!)),
     sourceRoots: [...roots],
     patches: [...patches],
-    entries,
+    offsets,
   };
   const tmp = `${file}.${process.pid}.tmp`;
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(tmp, serialize(plan));
+  const header = serialize(plan);
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(header.length);
+  fs.writeFileSync(tmp, Buffer.concat([length, header, ...entries]));
   fs.renameSync(tmp, file);
   return true;
 }
@@ -118,14 +133,22 @@ export class StoredPlan {
   private readonly rules = builtinRules();
   private sources: { root: string; patches: string[] }[] | null = null;
 
-  private constructor(private readonly plan: PlanFile) {
+  private readonly plan: PlanFile;
+  private readonly body: Buffer;
+
+  private constructor({ plan, body }: Loaded) {
+    this.plan = plan;
+    this.body = body;
     this.index = new Map(plan.labels.map((l, i) => [l, i]));
   }
 
   static read(file: string, id: string, build: string): StoredPlan | null {
     try {
-      const plan = deserialize(fs.readFileSync(file)) as PlanFile;
-      return plan.v === PLAN_VERSION && plan.id === id && plan.build === build ? new StoredPlan(plan) : null;
+      const bytes = fs.readFileSync(file);
+      const length = bytes.readUInt32LE(0);
+      const plan = deserialize(bytes.subarray(4, 4 + length)) as PlanFile;
+      if (plan.v !== PLAN_VERSION || plan.id !== id || plan.build !== build) return null;
+      return new StoredPlan({ plan, body: bytes.subarray(4 + length) });
     } catch {
       return null;
     }
@@ -155,7 +178,7 @@ export class StoredPlan {
   stored(i: number): StoredTarget {
     let t = this.cache.get(i);
     if (t === undefined) {
-      t = deserialize(this.plan.entries[i]!) as StoredTarget;
+      t = deserialize(this.bytesOf(i)) as StoredTarget;
       this.cache.set(i, t);
     }
     return t;
@@ -179,7 +202,11 @@ export class StoredPlan {
 
   /** The stored form of target i: what an unchanged target writes back. */
   entry(i: number): { bytes: Uint8Array; key: string } {
-    return { bytes: this.plan.entries[i]!, key: this.plan.keys[i]! };
+    return { bytes: this.bytesOf(i), key: this.plan.keys[i]! };
+  }
+
+  private bytesOf(i: number): Buffer {
+    return this.body.subarray(this.plan.offsets[i]!, this.plan.offsets[i + 1]!);
   }
 
   key(i: number): string {
