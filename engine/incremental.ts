@@ -281,17 +281,17 @@ function recordIncremental(req: IncrementalRequest, plan: StoredPlan, moved: Map
   const outputs = new Map<string, SnapshotOutputs[number]>();
   for (const entry of snapshotOutputs(req.check.file, req.check.snapshot) ?? []) if (!rebuilt.has(entry[0])) outputs.set(entry[0], entry);
   const racy = new Map(req.check.snapshot.digests);
-  const movedAt = new Map([...moved].map(([i, p]) => [p.target.label as string, { i, p }]));
+  const movedAt = new Map([...moved.values()].map((p) => [p.target.label as string, p]));
   recordNoop(report, req.args, cwd, {
     outputs,
     digestOf: (f) => changes.digests.get(f) ?? racy.get(f),
     plan: {
       depsOf: (l) => plan.depsOf(plan.indexOf(l)!).map((d) => plan.labels[d]!),
       entry: (l) => {
-        const m = movedAt.get(l);
-        if (!m) return plan.entry(plan.indexOf(l)!);
-        const result = report.results.get(m.p.target.label);
-        return result ? storeTarget(m.p, result) : null;
+        const p = movedAt.get(l);
+        if (!p) return plan.entry(plan.indexOf(l)!);
+        const result = report.results.get(p.target.label);
+        return result ? storeTarget(p, result) : null;
       },
       sourceOf: (l) => plan.sourceOf(plan.indexOf(l)!),
     },
