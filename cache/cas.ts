@@ -9,15 +9,11 @@
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
-  closeSync,
   copyFileSync,
-  fstatSync,
   linkSync,
   lstatSync,
   mkdirSync,
-  openSync,
   readdirSync,
-  readSync,
   renameSync,
   rmSync,
   statSync,
@@ -27,6 +23,7 @@ import { lstat, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/p
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Database } from 'lmdb';
+import { CHUNK, hashFileSync, statFingerprint, type SyncHash } from './file-hash.js';
 
 /** What the `blobs` db remembers about a committed blob, so an unchanged blob is trusted without a re-read. */
 export interface BlobRecord {
@@ -39,7 +36,6 @@ export type BlobCheck =
   | { ok: false; missing: true }
   | { ok: false; missing: false; actualDigest: string; actualSize: number };
 
-const CHUNK = 1 << 20;
 // A temp file that has not been written to for this long belongs to nobody, whatever its name says: a
 // 1 GiB copy in progress bumps its mtime on every chunk.
 const TMP_STALE_MS = 60 * 60 * 1000;
@@ -49,62 +45,8 @@ const DIGEST_RE = /^[0-9a-f]{64}$/;
 const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
 const TMP_RE = /^([0-9a-f]{8})-(\d+)-[0-9a-f]+$/;
 
-// Reused by the synchronous hashers only: nothing can interleave with a synchronous loop.
-const syncBuf = Buffer.allocUnsafe(CHUNK);
-
 export function isDigest(s: string): boolean {
   return DIGEST_RE.test(s);
-}
-
-/**
- * A stat fingerprint: if it is unchanged, the bytes are assumed unchanged. Nanosecond fields are compared as
- * strings because mtimeMs is a lossy double and inode numbers can exceed 2^53.
- */
-/**
- * Source files (withDev, the stat cache) are fingerprinted with ctime, which tools that restore mtime cannot set
- * back. Blobs are not: every hard link wg-out makes or drops changes a blob's ctime, and counting that as a change
- * would re-hash every restored wheel on the next lookup. Blobs are read-only and written only by wg, so size,
- * inode and mtime catch an accidental write; remote blobs are always verified by digest anyway.
- */
-export function statFingerprint(st: BigIntStats, withDev = false): string {
-  return withDev ? [st.size, st.ino, st.mtimeNs, st.ctimeNs, st.dev].join(':') : [st.size, st.ino, st.mtimeNs].join(':');
-}
-
-export interface SyncHash {
-  digest: string;
-  size: number;
-  /** fingerprint taken before reading (includes dev) */
-  fp: string;
-  stat: BigIntStats;
-  /** false when the file's stat changed while it was read: the digest may describe a torn read */
-  stable: boolean;
-}
-
-/** sha256 of a file, synchronously, in fixed-size chunks (never the whole file in memory). */
-export function hashFileSync(path: string, withDev = false): SyncHash {
-  const fd = openSync(path, 'r');
-  try {
-    const before = fstatSync(fd, { bigint: true });
-    const hash = createHash('sha256');
-    let size = 0;
-    for (;;) {
-      const n = readSync(fd, syncBuf, 0, CHUNK, null);
-      if (n === 0) break;
-      hash.update(syncBuf.subarray(0, n));
-      size += n;
-    }
-    const after = fstatSync(fd, { bigint: true });
-    const fp = statFingerprint(before, withDev);
-    return {
-      digest: hash.digest('hex'),
-      size,
-      fp,
-      stat: before,
-      stable: fp === statFingerprint(after, withDev) && BigInt(size) === before.size,
-    };
-  } finally {
-    closeSync(fd);
-  }
 }
 
 async function hashFile(path: string): Promise<{ digest: string; size: number }> {

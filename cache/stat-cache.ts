@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { isAbsolute } from 'node:path';
 import { readdirSync, statSync, type BigIntStats } from 'node:fs';
 import type { Database } from 'lmdb';
-import { hashFileSync, statFingerprint } from './cas.js';
+import { hashFileSync, statFingerprint } from './file-hash.js';
 
 export interface StatEntry {
   fp: string;

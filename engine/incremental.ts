@@ -10,7 +10,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { hashFileSync } from '../cache/cas.js';
+import { hashFileSync } from '../cache/file-hash.js';
 import { LocalStore } from '../cache/local-store.js';
 import { skipped, treeDigest, type TreeEntry } from '../rules/source-path.js';
 import type { BuildReport, Planned, TargetReport } from './build.js';

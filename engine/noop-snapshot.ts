@@ -9,7 +9,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { hashFileSync } from '../cache/cas.js';
+import { hashFileSync } from '../cache/file-hash.js';
 import type { StatTuple } from './inputs.js';
 
 export const SNAPSHOT_VERSION = 4;

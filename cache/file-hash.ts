@@ -1,0 +1,62 @@
+// Hashing a file synchronously, and the stat fingerprint that says whether it changed. On its own so that the
+// no-op check, which re-reads racily edited files, loads this and nothing of the CAS.
+
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
+
+export const CHUNK = 1 << 20;
+
+// Reused by the synchronous hashers only: nothing can interleave with a synchronous loop. Allocated on first use:
+// a no-op check usually hashes nothing.
+let syncBuf: Buffer | undefined;
+
+/**
+ * A stat fingerprint: if it is unchanged, the bytes are assumed unchanged. Nanosecond fields are compared as
+ * strings because mtimeMs is a lossy double and inode numbers can exceed 2^53.
+ *
+ * Source files (withDev, the stat cache) are fingerprinted with ctime, which tools that restore mtime cannot set
+ * back. Blobs are not: every hard link wg-out makes or drops changes a blob's ctime, and counting that as a change
+ * would re-hash every restored wheel on the next lookup. Blobs are read-only and written only by wg, so size,
+ * inode and mtime catch an accidental write; remote blobs are always verified by digest anyway.
+ */
+export function statFingerprint(st: BigIntStats, withDev = false): string {
+  return withDev ? [st.size, st.ino, st.mtimeNs, st.ctimeNs, st.dev].join(':') : [st.size, st.ino, st.mtimeNs].join(':');
+}
+
+export interface SyncHash {
+  digest: string;
+  size: number;
+  /** fingerprint taken before reading (includes dev) */
+  fp: string;
+  stat: BigIntStats;
+  /** false when the file's stat changed while it was read: the digest may describe a torn read */
+  stable: boolean;
+}
+
+/** sha256 of a file, synchronously, in fixed-size chunks (never the whole file in memory). */
+export function hashFileSync(path: string, withDev = false): SyncHash {
+  const fd = openSync(path, 'r');
+  try {
+    const before = fstatSync(fd, { bigint: true });
+    const hash = createHash('sha256');
+    let size = 0;
+    for (;;) {
+      syncBuf ??= Buffer.allocUnsafe(CHUNK);
+      const n = readSync(fd, syncBuf, 0, CHUNK, null);
+      if (n === 0) break;
+      hash.update(syncBuf.subarray(0, n));
+      size += n;
+    }
+    const after = fstatSync(fd, { bigint: true });
+    const fp = statFingerprint(before, withDev);
+    return {
+      digest: hash.digest('hex'),
+      size,
+      fp,
+      stat: before,
+      stable: fp === statFingerprint(after, withDev) && BigInt(size) === before.size,
+    };
+  } finally {
+    closeSync(fd);
+  }
+}
