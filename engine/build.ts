@@ -28,7 +28,7 @@ import { loadPlugins, runPostBuildHooks, withoutPlugins, type LoadedPlugin, type
 import { resolveRemote, type RemoteFlags } from './remote-config.js';
 import type { RemoteStats, TieredCache } from '../cache/tiered-cache.js';
 import { schedule, type Job, type Limits, type ScheduleOrder } from './scheduler.js';
-import { TargetRunner } from './target-runner.js';
+import { TargetRunner, targetReport } from './target-runner.js';
 import { planAction } from './action-plan.js';
 
 export interface BuildOptions {
@@ -253,6 +253,21 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
       const { TieredCache } = await import('../cache/tiered-cache.js');
       remote = new TieredCache(store, remoteConfig.options, (message) => emit({ type: 'warning', message }));
     }
+    const finish = (targets: TargetReport[], ok: boolean, results: ReadonlyMap<Label, ActionResult>, remoteStats?: RemoteStats): BuildReport => ({
+      targets,
+      ok,
+      interrupted: signal.aborted,
+      durationMs: Date.now() - started,
+      ...(remoteStats ? { remote: remoteStats } : {}),
+      inputs,
+      readStartNs,
+      warned,
+      blobs,
+      planned,
+      results,
+      root: options.root,
+      plugins: selection.plugins.files.length > 0,
+    });
     // What `wg explain` compares with: the record of each target's last build or restore in this workspace.
     const lastBuilds = new LastBuilds(store.kv('records'), options.root);
 
@@ -275,34 +290,10 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
       for (const p of planned.values()) {
         const cached = results.has(p.target.label);
         const remembered = history.target(p.target.label)?.durationMs;
-        reports.set(p.target.label, {
-          label: p.target.label,
-          key: p.key,
-          status: cached ? 'cached' : 'would-build',
-          wheels: [],
-          files: [],
-          log: null,
-          durationMs: null,
-          error: null,
-          ...(cached ? {} : { estimateMs: remembered ? remembered : null }),
-        });
+        reports.set(p.target.label, targetReport(p, cached ? 'cached' : 'would-build', cached ? {} : { estimateMs: remembered ? remembered : null }));
       }
       const remoteStats = remote ? await remote.finish() : undefined;
-      return {
-        targets: order.map((l) => reports.get(l)!),
-        ok: true,
-        interrupted: false,
-        durationMs: Date.now() - started,
-        ...(remoteStats ? { remote: remoteStats } : {}),
-        inputs,
-        readStartNs,
-        warned,
-        blobs,
-        planned,
-        results,
-        root: options.root,
-        plugins: selection.plugins.files.length > 0,
-      };
+      return finish(order.map((l) => reports.get(l)!), true, results, remoteStats);
     }
 
     await openLedger(options.cacheDir, emit);
@@ -364,21 +355,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
       const r = runner.reports.get(f.label as Label)!;
       r.error = r.error ? `${r.error}; ${f.message}` : f.message;
     }
-    return {
-      targets,
-      ok: hookFailures.length === 0 && targets.every((t) => t.status === 'built' || t.status === 'cached'),
-      interrupted: signal.aborted,
-      durationMs: Date.now() - started,
-      ...(remoteStats ? { remote: remoteStats } : {}),
-      inputs,
-      readStartNs,
-      warned,
-      blobs,
-      planned,
-      results: runner.results,
-      root: options.root,
-      plugins: selection.plugins.files.length > 0,
-    };
+    return finish(targets, hookFailures.length === 0 && targets.every((t) => t.status === 'built' || t.status === 'cached'), runner.results, remoteStats);
   } finally {
     if (remote) await remote.finish(true);
     await store.close();

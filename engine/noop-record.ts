@@ -74,8 +74,8 @@ export function recordNoop(
     lines,
   };
   const why = writeSnapshot(snapshot, outputs, { ok: true, durationMs: 0, targets: cached }, args, report.readStartNs, known.digestOf ?? digestsOf(report));
+  // Plugins' hooks run only on the full path, so no plan is stored for them.
   if (why !== null || report.plugins) return why;
-  // Without a plan the snapshot still answers no-ops; changed inputs then take the full path.
   const labels = report.targets.map((t) => t.label as string);
   const planned = (l: string): Planned => report.planned.get(l as Label)!;
   const plan: PlanSource = known.plan ?? {

@@ -222,13 +222,11 @@ export function checkSnapshot(args: SnapshotArgs): SnapshotCheck | null {
   }
   if (snapshot.v !== SNAPSHOT_VERSION || snapshot.argsId !== argsId(args)) return null;
   if (snapshot.envHash !== envHash(snapshot.envNames)) return null;
-  const files: string[] = [];
-  const dirs: string[] = [];
   const moved = new Set<string>();
   for (const [p, st] of snapshot.files) if (!same(current(p), st)) moved.add(p);
   for (const [p, digest] of snapshot.digests) if (!moved.has(p) && digestMoved(p, digest)) moved.add(p);
-  files.push(...moved);
-  for (const [p, st] of snapshot.dirs) if (!same(current(p), st)) dirs.push(p);
+  const files = [...moved];
+  const dirs = snapshot.dirs.filter(([p, st]) => !same(current(p), st)).map(([p]) => p);
   const changed = new Set<string>();
   for (const [p, st] of snapshot.outputDirs) if (st === null || !same(current(p), st)) changed.add(p);
   if (files.length + dirs.length > 0) return changed.size === 0 ? { kind: 'changed', snapshot, file, files, dirs } : null;

@@ -34,6 +34,11 @@ export interface RunnerOptions {
   blobs: Map<string, string>;
 }
 
+/** A target's line in the build report: nothing in wg-out yet, unless `extra` says so. */
+export function targetReport(p: Planned, status: TargetReport['status'], extra: Partial<TargetReport> = {}): TargetReport {
+  return { label: p.target.label, key: p.key, status, wheels: [], files: [], log: null, durationMs: null, error: null, ...extra };
+}
+
 export class TargetRunner {
   readonly results = new Map<Label, ActionResult>();
   readonly reports = new Map<Label, TargetReport>();
@@ -47,7 +52,7 @@ export class TargetRunner {
   }
 
   report(p: Planned, status: TargetReport['status'], extra: Partial<TargetReport> = {}): TargetReport {
-    const r: TargetReport = { label: p.target.label, key: p.key, status, wheels: [], files: [], log: null, durationMs: null, error: null, ...extra };
+    const r = targetReport(p, status, extra);
     this.reports.set(p.target.label, r);
     return r;
   }
