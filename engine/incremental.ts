@@ -24,12 +24,16 @@ import type { Label } from './label.js';
 import { LastBuilds } from './last-build.js';
 import { openLedger } from './ledger.js';
 import { detectCores, detectGpus, detectMemory } from './machine.js';
-import { recordNoop } from './noop-record.js';
+import { recordDelta, recordNoop } from './noop-record.js';
 import { dropSnapshot, snapshotOutputs, snapshotReport, type SnapshotOutputs } from './noop-snapshot.js';
 import { makeReporter } from './reporter-choice.js';
 import { schedule } from './scheduler.js';
-import { planPath, storeTarget, StoredPlan } from './stored-plan.js';
+import { readDelta } from './snapshot-delta.js';
+import { storeTarget, StoredPlan, type PlanEntry } from './stored-plan.js';
 import { TargetRunner } from './target-runner.js';
+
+/** Targets a delta may hold however small the plan: a handful of edits in a row never rewrites it. */
+const MIN_DELTA = 16;
 
 /** What the changed files do to the stored plan: new source trees, new patch digests, the stats taken before reading. */
 interface Changes {
@@ -147,7 +151,7 @@ export async function runIncremental(req: IncrementalRequest): Promise<number | 
   const startedMs = Date.now() - Number(process.hrtime.bigint() - req.started) / 1e6;
   // Wall-clock time before any changed input is read, for the new snapshot's racy check.
   const readStartNs = BigInt(Date.now()) * 1_000_000n;
-  const plan = StoredPlan.read(planPath(check.file), snapshot.argsId, snapshot.build);
+  const plan = StoredPlan.read(check.file, snapshot.argsId, snapshot.build);
   if (!plan) return null;
   const changes = readChanges(req, plan);
   if (!changes) return null;
@@ -252,7 +256,7 @@ export async function runIncremental(req: IncrementalRequest): Promise<number | 
     reporter.summary(report, false);
     // `incremental: true` tells scripts (and tests) that only what the changed files touch was looked at.
     if (req.json) process.stdout.write(`${JSON.stringify({ ok: report.ok, durationMs: report.durationMs, targets: report.targets, incremental: true }, null, 2)}\n`);
-    recordIncremental(req, plan, moved, changes, report, cwd);
+    recordIncremental(req, plan, moved, changes, report, stored.targets, cwd);
     if (report.interrupted) return 130;
     return report.ok ? 0 : 1;
   } finally {
@@ -273,25 +277,56 @@ function closure(plan: StoredPlan, labels: Label[]): Label[] {
   return [...seen].sort((a, b) => a - b).map((i) => plan.labels[i] as Label);
 }
 
-/** Leaves the next snapshot and plan: the stored plan with the moved targets replaced. */
-function recordIncremental(req: IncrementalRequest, plan: StoredPlan, moved: Map<number, Planned>, changes: Changes, report: BuildReport, cwd: string): void {
+/**
+ * Leaves the next snapshot and plan: the stored plan with the moved targets replaced. While few targets have moved
+ * since the plan was last written in full, what changed goes into a delta beside it (engine/snapshot-delta.ts);
+ * past a tenth of the plan, everything is written again.
+ */
+function recordIncremental(
+  req: IncrementalRequest,
+  plan: StoredPlan,
+  moved: Map<number, Planned>,
+  changes: Changes,
+  report: BuildReport,
+  before: TargetReport[],
+  cwd: string,
+): void {
   if (!report.ok || report.interrupted || report.warned) return;
+  const racy = new Map(req.check.snapshot.digests);
+  const digestOf = (f: string): string | undefined => changes.digests.get(f) ?? racy.get(f);
+  const entries = new Map<number, PlanEntry>();
+  for (const [i, p] of moved) {
+    const result = report.results.get(p.target.label);
+    const entry = result ? storeTarget(p, result) : null;
+    if (entry === null) return;
+    entries.set(i, entry);
+  }
+  const replaced = new Set([...plan.replaced.keys(), ...entries.keys()]);
+  if (replaced.size <= Math.max(MIN_DELTA, plan.labels.length / 10)) {
+    const movedLabels = new Set([...moved.values()].map((p) => p.target.label as string));
+    recordDelta(report, req.args, {
+      previous: req.check.snapshot,
+      delta: readDelta(req.check.file, req.check.snapshot.argsId, req.check.snapshot.build),
+      base: plan.base,
+      before: new Map(before.filter((t) => movedLabels.has(t.label)).map((t) => [t.label, t])),
+      plan: entries,
+      digestOf,
+      changed: new Set(changes.digests.keys()),
+    });
+    return;
+  }
   // Unchanged targets' outputs are where the last snapshot left them: the output folders' stats vouched for them.
   const rebuilt = new Set(report.blobs.keys());
   const outputs = new Map<string, SnapshotOutputs[number]>();
   for (const entry of snapshotOutputs(req.check.file, req.check.snapshot) ?? []) if (!rebuilt.has(entry[0])) outputs.set(entry[0], entry);
-  const racy = new Map(req.check.snapshot.digests);
-  const movedAt = new Map([...moved.values()].map((p) => [p.target.label as string, p]));
   recordNoop(report, req.args, cwd, {
     outputs,
-    digestOf: (f) => changes.digests.get(f) ?? racy.get(f),
+    digestOf,
     plan: {
       depsOf: (l) => plan.depsOf(plan.indexOf(l)!).map((d) => plan.labels[d]!),
       entry: (l) => {
-        const p = movedAt.get(l);
-        if (!p) return plan.entry(plan.indexOf(l)!);
-        const result = report.results.get(p.target.label);
-        return result ? storeTarget(p, result) : null;
+        const i = plan.indexOf(l)!;
+        return entries.get(i) ?? plan.entry(i);
       },
       sourceOf: (l) => plan.sourceOf(plan.indexOf(l)!),
     },

@@ -3,15 +3,76 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { BuildReport, Planned } from './build.js';
+import type { BuildReport, Planned, TargetReport } from './build.js';
 import type { Label } from './label.js';
 import { statTuple, type StatTuple } from './inputs.js';
-import { argsId, blobStat, envHash, newBuildId, SNAPSHOT_VERSION, snapshotPath, writeSnapshot, type Snapshot, type SnapshotArgs, type SnapshotOutputs } from './noop-snapshot.js';
+import {
+  argsId,
+  blobStat,
+  envHash,
+  newBuildId,
+  SNAPSHOT_VERSION,
+  writeFullCompanions,
+  writeSnapshot,
+  type Snapshot,
+  type SnapshotArgs,
+  type SnapshotOutputs,
+} from './noop-snapshot.js';
 import { eventLines, summaryLines } from './report.js';
-import { planPath, storeTarget, writePlan, type PlanSource } from './stored-plan.js';
+import { writeDelta, type SnapshotDelta } from './snapshot-delta.js';
+import { planPath, storeTarget, writePlan, type PlanEntry, type PlanSource } from './stored-plan.js';
 
 /** Env variables that switch on work a no-op would skip (a remote cache to talk to): their values are part of it. */
 const ALWAYS_WATCHED_ENV = ['WG_REMOTE_CACHE', 'WG_REMOTE_UPLOAD', 'WG_REMOTE_TOKEN'];
+
+/** Why the build cannot be replayed by a no-op (null when it can). */
+function notReplayable(report: BuildReport): string | null {
+  if (!report.ok || report.interrupted) return 'the build did not succeed';
+  if (report.warned) return 'the build showed warnings';
+  if (report.remote) return 'a remote cache is configured';
+  return report.inputs.volatileReason ?? null;
+}
+
+/** A target's report as a no-op shows it. */
+function asCached(t: TargetReport): TargetReport {
+  return { ...t, status: 'cached', durationMs: null, error: null };
+}
+
+function filesOf(t: TargetReport): string[] {
+  return [...t.wheels, ...t.files, ...(t.log ? [t.log] : [])];
+}
+
+/** The snapshot entry of an output the build just wrote or restored; a string says why there is none. */
+function outputEntry(report: BuildReport, f: string): SnapshotOutputs[number] | string {
+  const st = fs.statSync(f, { bigint: true, throwIfNoEntry: false });
+  if (!st) return `${f} is missing`;
+  const blob = report.blobs.get(f);
+  const fp = blob === undefined ? null : blobStat(blob);
+  if (blob === undefined || fp === null) return `the cache holds no blob for ${f}`;
+  return [f, statTuple(st), blob, fp];
+}
+
+function newSnapshot(
+  report: BuildReport,
+  args: SnapshotArgs,
+  lines: string[],
+  folders: Iterable<string>,
+  order: (entries: [string, StatTuple | null][]) => [string, StatTuple | null][],
+): Snapshot {
+  const envNames = [...new Set([...report.inputs.envNames, ...ALWAYS_WATCHED_ENV])].sort();
+  return {
+    v: SNAPSHOT_VERSION,
+    argsId: argsId(args),
+    build: newBuildId(),
+    envNames,
+    envHash: envHash(envNames),
+    files: order([...report.inputs.files]),
+    digests: [],
+    dirs: order([...report.inputs.dirs]),
+    outputDirs: [...folders].sort().map((d): [string, StatTuple] => [d, statTuple(fs.statSync(d, { bigint: true }))]),
+    lines,
+  };
+}
 
 /**
  * Writes the snapshot when the build can be replayed: every target built or cached, nothing interrupted, no
@@ -30,12 +91,10 @@ export function recordNoop(
     outputs?: ReadonlyMap<string, SnapshotOutputs[number]>;
   } = {},
 ): string | null {
-  if (!report.ok || report.interrupted) return 'the build did not succeed';
-  if (report.warned) return 'the build showed warnings';
-  if (report.remote) return 'a remote cache is configured';
-  if (report.inputs.volatileReason) return report.inputs.volatileReason;
+  const not = notReplayable(report);
+  if (not !== null) return not;
   const n = report.targets.length;
-  const cached = report.targets.map((t) => ({ ...t, status: 'cached' as const, durationMs: null, error: null }));
+  const cached = report.targets.map(asCached);
   const noop: BuildReport = { ...report, targets: cached, durationMs: 0 };
   const lines = [
     ...eventLines({ type: 'plan', total: n, toBuild: 0, cached: n }, cwd),
@@ -44,38 +103,14 @@ export function recordNoop(
   const folders = new Set<string>();
   const outputs: SnapshotOutputs = [];
   for (const t of report.targets) {
-    for (const f of [...t.wheels, ...t.files, ...(t.log ? [t.log] : [])]) {
+    for (const f of filesOf(t)) {
       folders.add(path.dirname(f));
-      const reused = known.outputs?.get(f);
-      if (reused !== undefined) {
-        outputs.push(reused);
-        continue;
-      }
-      const st = fs.statSync(f, { bigint: true, throwIfNoEntry: false });
-      if (!st) return `${f} is missing`;
-      const blob = report.blobs.get(f);
-      const fp = blob === undefined ? null : blobStat(blob);
-      if (blob === undefined || fp === null) return `the cache holds no blob for ${f}`;
-      outputs.push([f, statTuple(st), blob, fp]);
+      const entry = known.outputs?.get(f) ?? outputEntry(report, f);
+      if (typeof entry === 'string') return entry;
+      outputs.push(entry);
     }
   }
-  const outputDirs = [...folders].sort().map((d): [string, StatTuple] => [d, statTuple(fs.statSync(d, { bigint: true }))]);
-  const envNames = [...new Set([...report.inputs.envNames, ...ALWAYS_WATCHED_ENV])].sort();
-  const snapshot: Snapshot = {
-    v: SNAPSHOT_VERSION,
-    argsId: argsId(args),
-    build: newBuildId(),
-    envNames,
-    envHash: envHash(envNames),
-    files: newestFirst([...report.inputs.files]),
-    digests: [],
-    dirs: newestFirst([...report.inputs.dirs]),
-    outputDirs,
-    lines,
-  };
-  const why = writeSnapshot(snapshot, outputs, { ok: true, durationMs: 0, targets: cached }, args, report.readStartNs, known.digestOf ?? digestsOf(report));
-  // Plugins' hooks run only on the full path, so no plan is stored for them.
-  if (why !== null || report.plugins) return why;
+  const snapshot = newSnapshot(report, args, lines, folders, newestFirst);
   const labels = report.targets.map((t) => t.label as string);
   const planned = (l: string): Planned => report.planned.get(l as Label)!;
   const plan: PlanSource = known.plan ?? {
@@ -83,9 +118,64 @@ export function recordNoop(
     entry: (l) => storeTarget(planned(l), report.results.get(l as Label)!),
     sourceOf: (l) => ({ root: planned(l).source?.root ?? '', patches: planned(l).target.patches.map((f) => path.resolve(args.root, f)) }),
   };
-  // Without a plan the snapshot still answers no-ops; changed inputs then take the full path.
-  writePlan(planPath(snapshotPath(args.cacheDir, args.root)), snapshot.argsId, snapshot.build, labels, plan);
-  return null;
+  return writeSnapshot(snapshot, args, report.readStartNs, known.digestOf ?? digestsOf(report), (file) => {
+    writeFullCompanions(file, snapshot, outputs, { ok: true, durationMs: 0, targets: cached });
+    // Plugins' hooks run only on the full path, so no plan is stored for them. Without a plan the snapshot still
+    // answers no-ops; changed inputs then take the full path.
+    if (!report.plugins) writePlan(planPath(file), snapshot.argsId, snapshot.build, labels, plan);
+  });
+}
+
+/** What an incremental build knows when it records its snapshot as a delta (engine/snapshot-delta.ts). */
+export interface DeltaSource {
+  /** The snapshot the build started from. */
+  previous: Snapshot;
+  /** The delta that completed it, if any: its changes are carried over. */
+  delta: SnapshotDelta | null;
+  /** The build id of the full companion files. */
+  base: string;
+  /** The rebuilt or re-keyed targets' reports before this build (for the outputs they leave behind). */
+  before: ReadonlyMap<string, TargetReport>;
+  /** The re-keyed targets' plan entries, by index. */
+  plan: Map<number, PlanEntry>;
+  digestOf: (file: string) => string | undefined;
+  /** The files this build read because they changed: first in the new snapshot, the likeliest to change next. */
+  changed: ReadonlySet<string>;
+}
+
+/**
+ * Writes the snapshot of an incremental build whose targets are those of the snapshot it started from, with only
+ * the re-keyed ones changed: the outputs list, --json document and plan get a delta instead of a rewrite.
+ */
+export function recordDelta(report: BuildReport, args: SnapshotArgs, source: DeltaSource): string | null {
+  const not = notReplayable(report);
+  if (not !== null) return not;
+  const outputs = new Map(source.delta?.outputs ?? []);
+  const targets = new Map(source.delta?.targets ?? []);
+  const folders = new Set(source.previous.outputDirs.map(([d]) => d));
+  for (const t of report.targets) {
+    const old = source.before.get(t.label);
+    if (old === undefined) continue;
+    const now = filesOf(t);
+    for (const f of filesOf(old)) if (!now.includes(f)) outputs.set(f, null);
+    for (const f of now) {
+      const entry = outputEntry(report, f);
+      if (typeof entry === 'string') return entry;
+      outputs.set(f, entry);
+      folders.add(path.dirname(f));
+    }
+    targets.set(t.label, asCached(t));
+  }
+  const plan = new Map((source.delta?.plan ?? []).map(([i, key, bytes]) => [i, [i, key, bytes] as [number, string, string]]));
+  for (const [i, e] of source.plan) plan.set(i, [i, e.key, Buffer.from(e.bytes).toString('base64')]);
+  const changedFirst = (entries: [string, StatTuple | null][]): [string, StatTuple | null][] => [
+    ...entries.filter(([p]) => source.changed.has(p)),
+    ...entries.filter(([p]) => !source.changed.has(p)),
+  ];
+  const snapshot = newSnapshot(report, args, source.previous.lines, folders, changedFirst);
+  return writeSnapshot(snapshot, args, report.readStartNs, source.digestOf, (file) =>
+    writeDelta(file, { id: snapshot.argsId, base: source.base, build: snapshot.build, outputs: [...outputs], targets: [...targets], plan: [...plan.values()] }),
+  );
 }
 
 /** The digests the build's keys used for source files and patches, by absolute path. */

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hashFileSync } from '../cache/file-hash.js';
 import type { StatTuple } from './inputs.js';
+import { applyOutputs, applyTargets, dropDelta, readDelta, type SnapshotDelta } from './snapshot-delta.js';
 
 export const SNAPSHOT_VERSION = 4;
 /** A file changed less than this before it was read might change again within the same timestamp tick. */
@@ -123,16 +124,17 @@ export function dropSnapshot(cacheDir: string, root: string): void {
 /**
  * Writes the snapshot unless an input is racy (changed within the window before the build read it) and its digest
  * is unknown: such a file could change again without its stat changing, so the next run must check it the slow
- * way. A racy file whose digest `digestOf` knows is recorded with it, and checked by content.
+ * way. A racy file whose digest `digestOf` knows is recorded with it, and checked by content. `companions` writes
+ * the outputs list, --json document and plan (in full, or as a delta) first: a snapshot is never there without
+ * them (older ones are refused by the argsId and build id they carry).
  * Returns why no snapshot was written, or null.
  */
 export function writeSnapshot(
   snapshot: Snapshot,
-  outputs: SnapshotOutputs,
-  report: unknown,
   args: SnapshotArgs,
   readStartNs: bigint,
-  digestOf: (file: string) => string | undefined = () => undefined,
+  digestOf: (file: string) => string | undefined,
+  companions: (file: string) => void,
 ): string | null {
   const racy = (st: StatTuple | null): boolean => st !== null && BigInt(st[2]) + RACY_WINDOW_NS > readStartNs;
   for (const [p, st] of snapshot.dirs) if (racy(st)) return `${p} changed just before the build`;
@@ -144,17 +146,21 @@ export function writeSnapshot(
     snapshot.digests.push([p, digest]);
   }
   const file = snapshotPath(args.cacheDir, args.root);
-  // The outputs first: a snapshot is never there without the list it restores from (an older list is refused
-  // by the argsId and build id it carries).
-  replaceFile(outputsPath(file), JSON.stringify({ id: snapshot.argsId, build: snapshot.build, outputs }));
-  replaceFile(reportPath(file), JSON.stringify({ id: snapshot.argsId, build: snapshot.build, report }));
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  companions(file);
   replaceFile(file, JSON.stringify(snapshot));
   return null;
 }
 
+/** The full outputs list and --json document of `snapshot`; any delta left from an earlier snapshot goes. */
+export function writeFullCompanions(file: string, snapshot: Snapshot, outputs: SnapshotOutputs, report: unknown): void {
+  replaceFile(outputsPath(file), JSON.stringify({ id: snapshot.argsId, build: snapshot.build, outputs }));
+  replaceFile(reportPath(file), JSON.stringify({ id: snapshot.argsId, build: snapshot.build, report }));
+  dropDelta(file);
+}
+
 function replaceFile(file: string, text: string): void {
   const tmp = `${file}.${process.pid}.tmp`;
-  fs.mkdirSync(path.dirname(file), { recursive: true });
   fs.writeFileSync(tmp, text);
   fs.renameSync(tmp, file);
 }
@@ -238,22 +244,32 @@ export function checkSnapshot(args: SnapshotArgs): SnapshotCheck | null {
   return { kind: 'noop', snapshot };
 }
 
-/** The stored outputs list of `snapshot`, or null when it is missing or belongs to another snapshot. */
+/**
+ * The stored outputs list of `snapshot`, with the delta that completes it applied, or null when it is missing or
+ * belongs to another snapshot.
+ */
 export function snapshotOutputs(file: string, snapshot: Snapshot): SnapshotOutputs | null {
-  try {
-    const stored = JSON.parse(fs.readFileSync(outputsPath(file), 'utf8')) as { id: string; build: string; outputs: SnapshotOutputs };
-    return stored.id === snapshot.argsId && stored.build === snapshot.build ? stored.outputs : null;
-  } catch {
-    return null;
-  }
+  const stored = companion<SnapshotOutputs>(outputsPath(file), 'outputs', file, snapshot);
+  return stored && (stored.delta ? applyOutputs(stored.value, stored.delta) : stored.value);
 }
 
 /** The --json document stored with `snapshot`, or null when it is not there (the caller takes the full path). */
 export function snapshotReport(args: SnapshotArgs, snapshot: Snapshot): unknown {
+  const file = snapshotPath(args.cacheDir, args.root);
+  const stored = companion<{ targets: { label: string }[] }>(reportPath(file), 'report', file, snapshot);
+  return stored && (stored.delta ? { ...stored.value, targets: applyTargets(stored.value.targets, stored.delta) } : stored.value);
+}
+
+/** A companion file's `field` as of `snapshot`: written with it, or written earlier and completed by a delta. */
+function companion<T>(at: string, field: string, file: string, snapshot: Snapshot): { value: T; delta: SnapshotDelta | null } | null {
+  let stored: { id: string; build: string } & Record<string, unknown>;
   try {
-    const stored = JSON.parse(fs.readFileSync(reportPath(snapshotPath(args.cacheDir, args.root)), 'utf8')) as { id: string; build: string; report: unknown };
-    return stored.id === snapshot.argsId && stored.build === snapshot.build ? stored.report : null;
+    stored = JSON.parse(fs.readFileSync(at, 'utf8')) as typeof stored;
   } catch {
     return null;
   }
+  if (stored.id !== snapshot.argsId) return null;
+  if (stored.build === snapshot.build) return { value: stored[field] as T, delta: null };
+  const delta = readDelta(file, snapshot.argsId, snapshot.build);
+  return delta !== null && delta.base === stored.build ? { value: stored[field] as T, delta } : null;
 }

@@ -11,6 +11,7 @@ import { builtinRules } from '../rules/registry.js';
 import type { Rule, Toolchain } from '../rules/rule.js';
 import type { TreeEntry } from '../rules/source-path.js';
 import { planAction } from './action-plan.js';
+import { readDelta } from './snapshot-delta.js';
 import type { ConfiguredTarget } from './analyze.js';
 import type { Planned } from './build.js';
 import type { ActionKey, KeyRecord } from './key.js';
@@ -57,6 +58,14 @@ interface PlanFile {
 interface Loaded {
   plan: PlanFile;
   body: Buffer;
+  /** Entries an incremental build replaced since the plan was written (engine/snapshot-delta.ts), by index. */
+  replaced: Map<number, PlanEntry>;
+}
+
+/** A target's stored form and its key. */
+export interface PlanEntry {
+  bytes: Uint8Array;
+  key: string;
 }
 
 export function planPath(snapshotFile: string): string {
@@ -64,7 +73,7 @@ export function planPath(snapshotFile: string): string {
 }
 
 /** The stored form of a planned target; null when it cannot be stored (a plugin's rule: its code is not ours to reload). */
-export function storeTarget(p: Planned, result: ActionResult): { bytes: Uint8Array; key: string } | null {
+export function storeTarget(p: Planned, result: ActionResult): PlanEntry | null {
   if (p.record.rule.plugin !== undefined || !builtinRules().has(p.target.rule.kind)) return null;
   const stored: StoredTarget = {
     target: { ...p.target, rule: p.target.rule.kind },
@@ -82,7 +91,7 @@ export function storeTarget(p: Planned, result: ActionResult): { bytes: Uint8Arr
 export interface PlanSource {
   depsOf(label: string): readonly string[];
   /** The target's stored form and key; null when it cannot be stored. */
-  entry(label: string): { bytes: Uint8Array; key: string } | null;
+  entry(label: string): PlanEntry | null;
   /** Its folder source's root ('' for none) and its patch files, absolute. */
   sourceOf(label: string): { root: string; patches: string[] };
 }
@@ -135,23 +144,37 @@ export class StoredPlan {
 
   private readonly plan: PlanFile;
   private readonly body: Buffer;
+  readonly replaced: ReadonlyMap<number, PlanEntry>;
 
-  private constructor({ plan, body }: Loaded) {
+  private constructor({ plan, body, replaced }: Loaded) {
     this.plan = plan;
     this.body = body;
+    this.replaced = replaced;
     this.index = new Map(plan.labels.map((l, i) => [l, i]));
   }
 
-  static read(file: string, id: string, build: string): StoredPlan | null {
+  /** The plan of snapshot (`id`, `build`), completed by its delta when it was written by an earlier build. */
+  static read(snapshotFile: string, id: string, build: string): StoredPlan | null {
     try {
-      const bytes = fs.readFileSync(file);
+      const bytes = fs.readFileSync(planPath(snapshotFile));
       const length = bytes.readUInt32LE(0);
       const plan = deserialize(bytes.subarray(4, 4 + length)) as PlanFile;
-      if (plan.v !== PLAN_VERSION || plan.id !== id || plan.build !== build) return null;
-      return new StoredPlan({ plan, body: bytes.subarray(4 + length) });
+      if (plan.v !== PLAN_VERSION || plan.id !== id) return null;
+      const replaced = new Map<number, PlanEntry>();
+      if (plan.build !== build) {
+        const delta = readDelta(snapshotFile, id, build);
+        if (delta === null || delta.base !== plan.build) return null;
+        for (const [i, key, bytes] of delta.plan) replaced.set(i, { key, bytes: Buffer.from(bytes, 'base64') });
+      }
+      return new StoredPlan({ plan, body: bytes.subarray(4 + length), replaced });
     } catch {
       return null;
     }
+  }
+
+  /** The build id the plan file itself was written with: the base of any delta. */
+  get base(): string {
+    return this.plan.build;
   }
 
   get labels(): readonly string[] {
@@ -201,16 +224,16 @@ export class StoredPlan {
   }
 
   /** The stored form of target i: what an unchanged target writes back. */
-  entry(i: number): { bytes: Uint8Array; key: string } {
-    return { bytes: this.bytesOf(i), key: this.plan.keys[i]! };
+  entry(i: number): PlanEntry {
+    return this.replaced.get(i) ?? { bytes: this.body.subarray(this.plan.offsets[i]!, this.plan.offsets[i + 1]!), key: this.plan.keys[i]! };
   }
 
-  private bytesOf(i: number): Buffer {
-    return this.body.subarray(this.plan.offsets[i]!, this.plan.offsets[i + 1]!);
+  private bytesOf(i: number): Uint8Array {
+    return this.entry(i).bytes;
   }
 
   key(i: number): string {
-    return this.plan.keys[i]!;
+    return this.replaced.get(i)?.key ?? this.plan.keys[i]!;
   }
 
   /** Target i as the build engine plans it; its rule comes from the built-in registry. */

@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { statuses, TempWorkspace, type BuildJson } from './rig.js';
@@ -160,4 +161,56 @@ describe('incremental path', () => {
     assert.deepEqual(statuses(fixed), { '//a:cpu': 'built', '//b:cpu': 'built', '//c:cpu': 'cached' });
     assert.equal(out(ws, 'a'), 'a fixed\n');
   });
+
+  test('edits leave a small delta beside the snapshot until many targets moved; no-ops and restores read through it', async () => {
+    // 20 targets sharing one patch: editing a source moves one target (a delta), editing the patch moves all 20,
+    // past the 16 a delta may hold, so everything is written again and the delta goes.
+    const names = Array.from({ length: 20 }, (_, i) => `p${String(i).padStart(2, '0')}`);
+    const yaml = ['variants:', '  cpu: {}', 'packages:'];
+    const files: Record<string, string> = { 'fixes/all.patch': patch('x', 'x patched') };
+    for (const n of names) {
+      yaml.push(`  ${n}:`, '    rule: command', `    source: src/${n}`, '    patches: [fixes/all.patch]', '    cmd: cat in.txt > out.txt', '    outs: [out.txt]');
+      files[`src/${n}/in.txt`] = 'x\n';
+    }
+    const ws = TempWorkspace.create({ ...files, 'BUILD.yaml': `${yaml.join('\n')}\n` });
+    workspaces.push(ws);
+    await sleep(PAST_RACY_WINDOW_MS);
+    await ws.build();
+    const snapshots = path.join(ws.cacheDir, 'snapshots');
+    const deltas = (): string[] => fs.readdirSync(snapshots).filter((f) => f.endsWith('.delta.json'));
+    assert.deepEqual(deltas(), []);
+
+    ws.write('src/p03/in.txt', 'x\ny\n');
+    const one = (await ws.build()) as Json;
+    assert.equal(one.incremental, true);
+    assert.equal(one.targets.filter((t) => t.status === 'built').length, 1);
+    assert.equal(deltas().length, 1);
+
+    // The no-op's --json document and a restore of the deleted wg-out come from the full files and the delta.
+    await sleep(PAST_RACY_WINDOW_MS);
+    const noop = (await ws.build()) as Json;
+    assert.equal(noop.snapshot, true);
+    assert.deepEqual(
+      noop.targets.find((t) => t.label === '//p03:cpu'),
+      { ...one.targets.find((t) => t.label === '//p03:cpu')!, status: 'cached', durationMs: null, error: null },
+    );
+    fs.rmSync(ws.path('wg-out'), { recursive: true });
+    const restored = (await ws.build()) as Json;
+    assert.equal(restored.snapshot, true);
+    assert.equal(ws.read('wg-out/out/p03.cpu.out.txt'), 'x patched\ny\n');
+    assert.equal(ws.read('wg-out/out/p04.cpu.out.txt'), 'x patched\n');
+
+    ws.write('fixes/all.patch', patch('x', 'x patched again'));
+    const all = (await ws.build()) as Json;
+    assert.equal(all.incremental, true);
+    assert.equal(all.targets.filter((t) => t.status === 'built').length, 20);
+    assert.deepEqual(deltas(), []);
+    ws.write('src/p03/in.txt', 'x\nz\n');
+    const after = (await ws.build()) as Json;
+    assert.equal(after.incremental, true);
+    assert.equal(ws.read('wg-out/out/p03.cpu.out.txt'), 'x patched again\nz\n');
+    const full = (await ws.build([], { env: { WG_NO_FAST_PATH: '1' } })) as Json;
+    assert.ok(full.targets.every((t) => t.status === 'cached'));
+  });
 });
+
