@@ -2,20 +2,25 @@
 // The compiled CLI lives in dist/ (built by `npm install`'s prepare step); this shim keeps `bin` stable.
 // CommonJS on purpose: a `wg build` with nothing to do is answered from the no-op snapshot before the rest of wg
 // is loaded, and starting Node's ESM loader alone costs about 10 ms, a tenth of that whole answer. When only
-// source files or patches changed, the incremental path (its own small bundle) rebuilds what they touch. Otherwise
+// source files or patches changed, the incremental path rebuilds what they touch: its own bundle, lmdb and msgpackr
+// included (resolving their packages one by one cost more than running them), loaded through V8's code cache
+// (engine/code-cache.ts). Otherwise
 // the CLI is loaded as one bundled ES module: resolving and linking some eighty modules one by one cost about a
 // tenth of a full-path build.
 'use strict';
-const { runFastNoop } = require('../dist/fast-noop.cjs');
+const path = require('node:path');
+const { runFastNoop, requireCached } = require('../dist/fast-noop.cjs');
 
 const full = () => import('../dist/wg.mjs');
 const fast = runFastNoop(process.argv.slice(2));
 if (fast === false) full();
 else if (fast !== true) {
-  require('../dist/incremental.cjs')
+  const incremental = requireCached(path.join(__dirname, '../dist/incremental.cjs'), fast.args.cacheDir);
+  incremental.exports
     .runIncremental(fast)
     .then(
       (code) => {
+        incremental.save();
         if (code === null) full();
         else process.exitCode = code;
       },

@@ -1,0 +1,62 @@
+// Loads a CommonJS bundle through V8's code cache, kept in wg's cache folder: compiling the incremental path's
+// half-megabyte bundle (lmdb and msgpackr included) cost an edit loop ~10 ms on every run, and with the cache V8
+// deserializes the functions the last run compiled instead. Node 20 has no module.enableCompileCache (22.1+),
+// hence vm.Script's cachedData. The cache is tied to the bundle's size, mtime and inode and to the Node version;
+// V8 checks its own version and flags and rejects what does not fit, and a rejected cache is written anew.
+
+import * as fs from 'node:fs';
+import Module from 'node:module';
+import * as path from 'node:path';
+import { Script } from 'node:vm';
+
+export interface CachedModule {
+  exports: unknown;
+  /** V8 took the compiled code from the cache. */
+  fromCache: boolean;
+  /** Writes the code cache if it was missing or rejected; after a run, so it holds what that run compiled. */
+  save(): void;
+}
+
+function stampOf(file: string): string {
+  const st = fs.statSync(file, { bigint: true });
+  return `${st.size}:${st.mtimeNs}:${st.ino}:${process.version}`;
+}
+
+/** The cache's bytes when its stamp matches the bundle's, else undefined. Layout: stamp length (u16), stamp, data. */
+function readCache(cacheFile: string, stamp: string): Buffer | undefined {
+  try {
+    const bytes = fs.readFileSync(cacheFile);
+    const n = bytes.readUInt16LE(0);
+    return bytes.toString('latin1', 2, 2 + n) === stamp ? bytes.subarray(2 + n) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function requireCached(file: string, cacheDir: string): CachedModule {
+  const stamp = stampOf(file);
+  const cacheFile = path.join(cacheDir, 'code', `${path.basename(file)}.v8`);
+  const cachedData = readCache(cacheFile, stamp);
+  const script = new Script(Module.wrap(fs.readFileSync(file, 'utf8')), { filename: file, cachedData });
+  const module = { exports: {} as unknown };
+  (script.runInThisContext() as (...args: unknown[]) => void)(module.exports, Module.createRequire(file), module, file, path.dirname(file));
+  const fromCache = cachedData !== undefined && script.cachedDataRejected !== true;
+  return {
+    exports: module.exports,
+    fromCache,
+    save: () => {
+      if (fromCache) return;
+      try {
+        const data = script.createCachedData();
+        const header = Buffer.alloc(2);
+        header.writeUInt16LE(Buffer.byteLength(stamp, 'latin1'));
+        fs.mkdirSync(path.dirname(cacheFile), { recursive: true });
+        const tmp = `${cacheFile}.${process.pid}.tmp`;
+        fs.writeFileSync(tmp, Buffer.concat([header, Buffer.from(stamp, 'latin1'), data]));
+        fs.renameSync(tmp, cacheFile);
+      } catch {
+        // A cache that cannot be written costs the next run its compile time, nothing else.
+      }
+    },
+  };
+}

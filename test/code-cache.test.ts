@@ -1,0 +1,50 @@
+// The code cache the incremental path's bundle is loaded through: V8's compiled code is reused only for the very
+// bundle it was made from, and a cache that does not fit is replaced, never trusted.
+
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wg-code-cache-'));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const bundle = path.join(dir, 'bundle.cjs');
+const cacheDir = path.join(dir, 'cache');
+const cacheFile = path.join(cacheDir, 'code', 'bundle.cjs.v8');
+
+const codeCache = fileURLToPath(new URL('../engine/code-cache.js', import.meta.url));
+
+/** One load in a process of its own: V8 ignores cachedData for a script its isolate has already compiled. */
+function load(): { answer: number; fromCache: boolean } {
+  const script =
+    `import { requireCached } from ${JSON.stringify(codeCache)};` +
+    `const m = requireCached(${JSON.stringify(bundle)}, ${JSON.stringify(cacheDir)});` +
+    'const answer = m.exports.answer(); m.save(); console.log(JSON.stringify({ answer, fromCache: m.fromCache }));';
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout) as { answer: number; fromCache: boolean };
+}
+
+test('a bundle is compiled once, then loaded from the cache until it changes; a damaged cache is replaced', () => {
+  fs.writeFileSync(bundle, "'use strict';\nconst path = require('node:path');\nexports.answer = () => path.basename('/x/41').length + 40;\n");
+  assert.deepEqual(load(), { answer: 42, fromCache: false });
+  assert.ok(fs.existsSync(cacheFile));
+  assert.deepEqual(load(), { answer: 42, fromCache: true });
+
+  // Same length, other code: the stamp (size, mtime, inode) no longer matches, so V8 never sees the old cache.
+  fs.rmSync(bundle);
+  fs.writeFileSync(bundle, "'use strict';\nconst path = require('node:path');\nexports.answer = () => path.basename('/x/41').length + 41;\n");
+  assert.deepEqual(load(), { answer: 43, fromCache: false });
+  assert.deepEqual(load(), { answer: 43, fromCache: true });
+
+  // The stamp fits but the data is garbage: V8 rejects it, the bundle still runs, and the cache is written anew.
+  const bytes = fs.readFileSync(cacheFile);
+  const stampEnd = 2 + bytes.readUInt16LE(0);
+  fs.writeFileSync(cacheFile, Buffer.concat([bytes.subarray(0, stampEnd), Buffer.alloc(bytes.length - stampEnd, 7)]));
+  assert.deepEqual(load(), { answer: 43, fromCache: false });
+  assert.deepEqual(load(), { answer: 43, fromCache: true });
+});
