@@ -9,7 +9,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { WG_BIN } from '../rig.js';
 
-const SIZES = (process.env['WG_BENCH_SIZES'] ?? '100,1000').split(',').map(Number);
+const SIZES = (process.env['WG_BENCH_SIZES'] ?? '100,1000,10000').split(',').map(Number);
 const REPEATS = Number(process.env['WG_BENCH_REPEATS'] ?? 5);
 const LAYERS = 10;
 const FANIN = 2;
@@ -146,6 +146,12 @@ function main(): void {
     const cold = wg();
     row('cold build', cold);
     rows.push([`${n}`, 'engine overhead per action', `${((cold - spawnFloor) / n).toFixed(1)} ms`, `(spawn floor ${spawnFloor.toFixed(0)} ms)`]);
+
+    // Analysis again, now that the stat cache knows every input and the parse cache holds BUILD.yaml: what a
+    // changed BUILD.yaml costs in a workspace that has been built before.
+    const warm = timeWithRss([process.execPath, WG_BIN, 'build', '//...', '--dry-run'], s.dir, env);
+    row('analysis, warm (parse, graph, keys)', warm.ms);
+    if (warm.rssKiB !== null) rows.push([`${n}`, 'analysis peak RSS, warm', `${(warm.rssKiB / 1024).toFixed(0)} MiB`, '']);
 
     // Past the racy window, so the last build may write its no-op snapshot.
     spawnSync('sleep', ['2.1']);
