@@ -201,7 +201,8 @@ packages:
       );
       const runningLine = (screen: string): string | undefined => screen.split('\n').find((l) => l.startsWith('  //slow:cpu'));
 
-      let screen = await tmux.waitFor('slow running and fast built', (s) => s.includes('built //fast:cpu') && /step 1: waiting/.test(runningLine(s) ?? ''));
+      // Anchored: before its first log line the block shows the command, which itself contains "step 1: waiting".
+      let screen = await tmux.waitFor('slow running and fast built', (s) => s.includes('built //fast:cpu') && /\ds {2}step 1: waiting$/.test(runningLine(s) ?? ''));
       const lines = screen.trimEnd().split('\n');
       assert.equal(lines[0], 'wg: 4 targets: 1 cached, 3 to build', screen);
       assert.match(lines[1]!, /^built \/\/fast:cpu in \d+\.\ds$/, screen);
