@@ -144,7 +144,7 @@ export async function planSelection(sel: Selection, store: LocalStore, cacheDir:
       if (decl?.kind === 'index') inputs.markVolatile(`the source of ${t.package.name} comes from an index`);
     }
   }
-  return planTargets(sel.ws, sel.order, sel.analysis.targets, toolchains, store, remote, sel.plugins.ruleOrigin, inputs);
+  return planTargets(sel.ws, sel.order, sel.analysis, toolchains, store, remote, sel.plugins.ruleOrigin, inputs);
 }
 
 /**
@@ -405,7 +405,7 @@ async function probeToolchains(ws: Workspace, targets: ConfiguredTarget[], store
 function planTargets(
   ws: Workspace,
   order: Label[],
-  targets: Map<Label, ConfiguredTarget>,
+  analysis: Analysis,
   toolchains: Map<string, Toolchain>,
   store: LocalStore,
   remote: ReadonlyMap<string, ResolvedSource> = new Map(),
@@ -421,7 +421,7 @@ function planTargets(
   const trees = new Map<string, { root: string; entries: TreeEntry[]; digest: string }>();
   const diagnostics: Diagnostic[] = [];
   for (const label of order) {
-    const target = targets.get(label)!;
+    const target = analysis.targets.get(label)!;
     const pkg = target.package;
     let source: { root: string; entries: TreeEntry[]; digest: string } | null = null;
     const remoteSource = remote.get(pkg.name);
@@ -430,7 +430,7 @@ function planTargets(
       source = trees.get(root) ?? null;
       if (!source) {
         try {
-          const entries = listTree(root, (f, st) => store.fileDigest(f, st), observe, (d, st) => store.listDir(d, st));
+          const entries = listTree(root, (f, st) => store.fileDigest(f, st), observe, (d, st) => store.listDir(d, st), analysis.sourceFolders.get(root));
           source = { root, entries, digest: treeDigest(entries) };
           trees.set(root, source);
         } catch (e) {

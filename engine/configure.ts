@@ -226,9 +226,9 @@ export class Configurer {
   private envFile(rel: string): EnvFile | null {
     if (this.envFiles.has(rel)) return this.envFiles.get(rel)!;
     let parsed: EnvFile | null = null;
-    const file = path.join(this.ws.root, rel);
     this.envsFolder ??= fs.existsSync(path.join(this.ws.root, ENVS_DIR));
-    if (this.envsFolder && fs.existsSync(file)) {
+    const file = this.envsFolder ? path.join(this.ws.root, rel) : null;
+    if (file !== null && fs.existsSync(file)) {
       let bytes: Buffer | null = null;
       try {
         bytes = fs.readFileSync(file);

@@ -45,13 +45,15 @@ export function listTree(
   observe?: TreeObserver,
   /** The folder's names, given its stat just taken (a cache may answer without reading the folder). */
   listDir: (abs: string, stat: fs.BigIntStats) => string[] = (abs) => fs.readdirSync(abs),
+  /** The root's bigint stat when the caller already took one (before anything in the tree was read). */
+  rootStat?: fs.BigIntStats,
 ): TreeEntry[] {
   const entries: TreeEntry[] = [];
   // Resolved only when a symlink needs checking: a realpath per source tree is a quarter of a 10k-target listing.
   let realRoot: string | null = null;
   const walk = (rel: string): void => {
     const dir = path.join(root, rel);
-    const st = fs.statSync(dir, { bigint: true });
+    const st = rel === '' && rootStat ? rootStat : fs.statSync(dir, { bigint: true });
     observe?.dir(dir, st);
     const names = [...listDir(dir, st)].sort();
     for (const name of names) {
