@@ -30,6 +30,7 @@ import type { RemoteStats, TieredCache } from '../cache/tiered-cache.js';
 import { schedule, type Job, type Limits, type ScheduleOrder } from './scheduler.js';
 import { TargetRunner, targetReport } from './target-runner.js';
 import { planAction } from './action-plan.js';
+import { sortCodeUnits } from './code-unit-sort.js';
 
 export interface BuildOptions {
   root: string;
@@ -444,7 +445,7 @@ function planTargets(
     const toolchain = target.rule.needsToolchain && target.toolchain !== null ? toolchains.get(target.toolchain) ?? null : null;
     const plan = planAction(target, source !== null || remoteSource !== undefined, toolchain);
     // A dependency missing here failed its own planning; that diagnostic stops the build before keys matter.
-    const depKeys = target.deps.map((d) => (planned.get(d)?.key ?? 'unplanned') as string).sort();
+    const depKeys = sortCodeUnits(target.deps.map((d) => (planned.get(d)?.key ?? 'unplanned') as string));
     const record: KeyRecord = {
       format: KEY_FORMAT,
       rule: { kind: target.rule.kind, version: target.rule.version, ...(ruleOrigin.has(target.rule.kind) ? { plugin: ruleOrigin.get(target.rule.kind)!.digest } : {}) },

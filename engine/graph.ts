@@ -5,6 +5,7 @@
 // properties keyed by label, and ten thousand distinct keys cost V8 a hidden-class transition each; adding the edges
 // of a 10,000-target workspace was a tenth of its whole analysis.
 
+import { sortCodeUnits } from './code-unit-sort.js';
 import type { Label } from './label.js';
 
 export class TargetGraph {
@@ -51,7 +52,7 @@ export class TargetGraph {
     const visit = (node: Label): void => {
       state.set(node, 'active');
       stack.push(node);
-      for (const next of this.dependencies(node).sort()) {
+      for (const next of sortCodeUnits(this.dependencies(node))) {
         const s = state.get(next);
         if (s === 'active') {
           const cycle = stack.slice(stack.indexOf(next));
@@ -79,7 +80,7 @@ export class TargetGraph {
     const visit = (node: Label): void => {
       if (seen.has(node)) return;
       seen.add(node);
-      for (const dep of this.dependencies(node).sort()) visit(dep);
+      for (const dep of sortCodeUnits(this.dependencies(node))) visit(dep);
       order.push(node);
     };
     for (const root of [...roots].sort()) visit(root);

@@ -5,6 +5,7 @@
 import { hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { sortCodeUnits } from '../engine/code-unit-sort.js';
 
 /** Names skipped at any depth: VCS metadata and Python's own caches, which never shape a build. */
 const SKIPPED_ANYWHERE = new Set(['.git', '.hg', '.svn', '__pycache__', '.eggs', '.tox', '.mypy_cache', '.pytest_cache', '.venv', 'wg-out']);
@@ -55,7 +56,7 @@ export function listTree(
     const dir = path.join(root, rel);
     const st = rel === '' && rootStat ? rootStat : fs.statSync(dir, { bigint: true });
     observe?.dir(dir, st);
-    const names = [...listDir(dir, st)].sort();
+    const names = sortCodeUnits([...listDir(dir, st)]);
     for (const name of names) {
       if (skipped(name, rel === '')) continue;
       const relPath = rel === '' ? name : `${rel}/${name}`;
