@@ -427,11 +427,12 @@ function planTargets(
     let source: { root: string; entries: TreeEntry[]; digest: string } | null = null;
     const remoteSource = remote.get(pkg.name);
     if (pkg.source?.kind === 'path') {
-      const root = path.resolve(ws.root, pkg.source.path);
+      const folder = analysis.sourceFolders.get(pkg.name);
+      const root = folder?.root ?? path.resolve(ws.root, pkg.source.path);
       source = trees.get(root) ?? null;
       if (!source) {
         try {
-          const entries = listTree(root, (f, st) => store.fileDigest(f, st), observe, (d, st) => store.listDir(d, st), analysis.sourceFolders.get(root));
+          const entries = listTree(root, (f, st) => store.fileDigest(f, st), observe, (d, st) => store.listDir(d, st), folder?.stat);
           source = { root, entries, digest: treeDigest(entries) };
           trees.set(root, source);
         } catch (e) {

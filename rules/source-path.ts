@@ -52,18 +52,20 @@ export function listTree(
   const entries: TreeEntry[] = [];
   // Resolved only when a symlink needs checking: a realpath per source tree is a quarter of a 10k-target listing.
   let realRoot: string | null = null;
-  const walk = (rel: string): void => {
-    const dir = path.join(root, rel);
+  // `dir` is normalized and a listed name is one path segment, so an entry's path is a concatenation: the same
+  // string path.join would make, without normalizing it again for every file.
+  const walk = (rel: string, dir: string): void => {
     const st = rel === '' && rootStat ? rootStat : fs.statSync(dir, { bigint: true });
     observe?.dir(dir, st);
     const names = sortCodeUnits([...listDir(dir, st)]);
+    const prefix = dir.endsWith(path.sep) ? dir : dir + path.sep;
     for (const name of names) {
       if (skipped(name, rel === '')) continue;
       const relPath = rel === '' ? name : `${rel}/${name}`;
-      const abs = path.join(root, relPath);
+      const abs = prefix + name;
       const st = fs.lstatSync(abs, { bigint: true });
       if (st.isDirectory()) {
-        walk(relPath);
+        walk(relPath, abs);
       } else if (st.isFile()) {
         observe?.file(abs, st);
         entries.push({ path: relPath, type: 'file', executable: (st.mode & 0o111n) !== 0n, content: fileDigest(abs, st) });
@@ -85,7 +87,7 @@ export function listTree(
       }
     }
   };
-  walk('');
+  walk('', path.join(root, ''));
   return entries;
 }
 
