@@ -145,7 +145,10 @@ export async function planSelection(sel: Selection, store: LocalStore, cacheDir:
       if (decl?.kind === 'index') inputs.markVolatile(`the source of ${t.package.name} comes from an index`);
     }
   }
-  return planTargets(sel.ws, sel.order, sel.analysis, toolchains, store, remote, sel.plugins.ruleOrigin, inputs);
+  const planned = planTargets(sel.ws, sel.order, sel.analysis, toolchains, store, remote, sel.plugins.ruleOrigin, inputs);
+  // Every source file and patch is hashed by now: their stat-cache entries are stored while the build goes on.
+  store.saveStatEntries();
+  return planned;
 }
 
 /**
