@@ -85,6 +85,7 @@ export class LocalStore {
   /** Results put but not yet committed (see putResult). */
   private readonly pending = new Map<string, ActionResult>();
   private flushTimer: NodeJS.Timeout | null = null;
+  private statsSaved: Promise<void> = Promise.resolve();
 
   private constructor(dir: string, realDir: string) {
     this.dir = dir;
@@ -230,6 +231,11 @@ export class LocalStore {
     return this.stats.listDir(absDir, stat);
   }
 
+  /** Starts storing the stat-cache entries made so far (one transaction); `close` waits for it. */
+  saveStatEntries(): void {
+    this.statsSaved = Promise.all([this.statsSaved, this.stats.save()]).then(() => undefined);
+  }
+
   kv(name: KvName): Kv {
     return this.kvs[name];
   }
@@ -240,6 +246,8 @@ export class LocalStore {
     if (--shared.refs > 0) return;
     openStores.delete(this.realDir);
     await this.flush();
+    this.saveStatEntries();
+    await this.statsSaved;
     await this.root.flushed;
     await this.root.close();
   }

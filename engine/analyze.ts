@@ -33,6 +33,12 @@ export interface ConfiguredTarget {
 export interface Analysis {
   targets: Map<Label, ConfiguredTarget>;
   graph: TargetGraph;
+  /**
+   * By package name: its existing folder source (absolute path) and the bigint stat taken to check that it exists.
+   * Listing the tree starts from this stat rather than taking another: a second stat per package was a tenth of a
+   * 10,000-target analysis, and a stat taken before the listing is all the no-op snapshot needs.
+   */
+  sourceFolders: Map<string, { root: string; stat: fs.BigIntStats }>;
 }
 
 export interface AnalysisResult {
@@ -54,6 +60,7 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
   };
   const targets = new Map<Label, ConfiguredTarget>();
   const graph = new TargetGraph();
+  const sourceFolders = new Map<string, { root: string; stat: fs.BigIntStats }>();
   const warnings: Diagnostic[] = [];
   const configurer = new Configurer(
     ws,
@@ -76,7 +83,9 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
     const rule = rules.get(pkg.rule)!;
     if (pkg.source?.kind === 'path') {
       const src = path.resolve(ws.root, pkg.source.path);
-      if (!fs.statSync(src, { throwIfNoEntry: false })?.isDirectory()) {
+      const st = fs.statSync(src, { bigint: true, throwIfNoEntry: false });
+      if (st?.isDirectory()) sourceFolders.set(pkg.name, { root: src, stat: st });
+      else {
         error(`source folder "${pkg.source.path}" of package "${pkg.name}" does not exist`, ws.spans.value(['packages', pkg.name, 'source']));
       }
     }
@@ -178,7 +187,7 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
   }
 
   configurer.checkEnvFolder();
-  return { analysis: { targets, graph }, diagnostics, warnings };
+  return { analysis: { targets, graph, sourceFolders }, diagnostics, warnings };
 }
 
 /** Every target reference of a package: `deps`, then each attribute its rule marks `refs`, with its BUILD.yaml path. */

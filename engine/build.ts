@@ -30,6 +30,7 @@ import type { RemoteStats, TieredCache } from '../cache/tiered-cache.js';
 import { schedule, type Job, type Limits, type ScheduleOrder } from './scheduler.js';
 import { TargetRunner, targetReport } from './target-runner.js';
 import { planAction } from './action-plan.js';
+import { sortCodeUnits } from './code-unit-sort.js';
 
 export interface BuildOptions {
   root: string;
@@ -144,7 +145,10 @@ export async function planSelection(sel: Selection, store: LocalStore, cacheDir:
       if (decl?.kind === 'index') inputs.markVolatile(`the source of ${t.package.name} comes from an index`);
     }
   }
-  return planTargets(sel.ws, sel.order, sel.analysis.targets, toolchains, store, remote, sel.plugins.ruleOrigin, inputs);
+  const planned = planTargets(sel.ws, sel.order, sel.analysis, toolchains, store, remote, sel.plugins.ruleOrigin, inputs);
+  // Every source file and patch is hashed by now: their stat-cache entries are stored while the build goes on.
+  store.saveStatEntries();
+  return planned;
 }
 
 /**
@@ -405,7 +409,7 @@ async function probeToolchains(ws: Workspace, targets: ConfiguredTarget[], store
 function planTargets(
   ws: Workspace,
   order: Label[],
-  targets: Map<Label, ConfiguredTarget>,
+  analysis: Analysis,
   toolchains: Map<string, Toolchain>,
   store: LocalStore,
   remote: ReadonlyMap<string, ResolvedSource> = new Map(),
@@ -421,16 +425,17 @@ function planTargets(
   const trees = new Map<string, { root: string; entries: TreeEntry[]; digest: string }>();
   const diagnostics: Diagnostic[] = [];
   for (const label of order) {
-    const target = targets.get(label)!;
+    const target = analysis.targets.get(label)!;
     const pkg = target.package;
     let source: { root: string; entries: TreeEntry[]; digest: string } | null = null;
     const remoteSource = remote.get(pkg.name);
     if (pkg.source?.kind === 'path') {
-      const root = path.resolve(ws.root, pkg.source.path);
+      const folder = analysis.sourceFolders.get(pkg.name);
+      const root = folder?.root ?? path.resolve(ws.root, pkg.source.path);
       source = trees.get(root) ?? null;
       if (!source) {
         try {
-          const entries = listTree(root, (f, st) => store.fileDigest(f, st), observe, (d, st) => store.listDir(d, st));
+          const entries = listTree(root, (f, st) => store.fileDigest(f, st), observe, (d, st) => store.listDir(d, st), folder?.stat);
           source = { root, entries, digest: treeDigest(entries) };
           trees.set(root, source);
         } catch (e) {
@@ -444,7 +449,7 @@ function planTargets(
     const toolchain = target.rule.needsToolchain && target.toolchain !== null ? toolchains.get(target.toolchain) ?? null : null;
     const plan = planAction(target, source !== null || remoteSource !== undefined, toolchain);
     // A dependency missing here failed its own planning; that diagnostic stops the build before keys matter.
-    const depKeys = target.deps.map((d) => (planned.get(d)?.key ?? 'unplanned') as string).sort();
+    const depKeys = sortCodeUnits(target.deps.map((d) => (planned.get(d)?.key ?? 'unplanned') as string));
     const record: KeyRecord = {
       format: KEY_FORMAT,
       rule: { kind: target.rule.kind, version: target.rule.version, ...(ruleOrigin.has(target.rule.kind) ? { plugin: ruleOrigin.get(target.rule.kind)!.digest } : {}) },

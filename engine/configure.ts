@@ -224,11 +224,13 @@ export class Configurer {
 
   /** A parsed env file, or null when there is none; parse errors are reported once. */
   private envFile(rel: string): EnvFile | null {
+    // Without an envs/ folder there is nothing to read or remember (twice per target).
+    this.envsFolder ??= fs.existsSync(path.join(this.ws.root, ENVS_DIR));
+    if (!this.envsFolder) return null;
     if (this.envFiles.has(rel)) return this.envFiles.get(rel)!;
     let parsed: EnvFile | null = null;
     const file = path.join(this.ws.root, rel);
-    this.envsFolder ??= fs.existsSync(path.join(this.ws.root, ENVS_DIR));
-    if (this.envsFolder && fs.existsSync(file)) {
+    if (fs.existsSync(file)) {
       let bytes: Buffer | null = null;
       try {
         bytes = fs.readFileSync(file);

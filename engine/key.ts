@@ -3,6 +3,7 @@
 
 import { hash } from 'node:crypto';
 import type { ToolchainFacts } from '../rules/rule.js';
+import { sortCodeUnits } from './code-unit-sort.js';
 
 /** Salt of the record's format: bumping it invalidates every key ever made. */
 export const KEY_FORMAT = 'wg-key-1';
@@ -108,8 +109,8 @@ export function canonicalJson(value: unknown): string {
     return `${out}]`;
   }
   const obj = value as Record<string, unknown>;
-  // The default sort compares UTF-16 code units: the same order on every machine and locale.
-  const keys = Object.keys(obj).sort();
+  // UTF-16 code-unit order: the same on every machine and locale.
+  const keys = sortCodeUnits(Object.keys(obj));
   let out = '{';
   for (const k of keys) {
     const v = obj[k];

@@ -3,7 +3,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LineCounter, isMap, isScalar, parseDocument, visit, type Node } from 'yaml';
+import { LineCounter, isMap, isScalar, parseDocument, visit, type Document, type Node } from 'yaml';
 import type { Rule } from '../rules/rule.js';
 import { checkSource, type SourceDecl } from '../rules/sources.js';
 import { DiagnosticError, didYouMean, type Diagnostic, type Span } from './diagnostics.js';
@@ -263,35 +263,10 @@ function resolvePython(python: string, root: string): string {
 }
 
 /**
- * Reads and checks `<root>/BUILD.yaml`. Mistakes are collected in `diagnostics` of the result; only a file that
- * cannot be read or parsed as YAML throws DiagnosticError at once.
+ * Each repeated map key, by its offset: reported at the second key, naming the first. Keys are compared by their
+ * text, which finds every pair the parser's check (scalar values compared with ===) finds, and perhaps more.
  */
-export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): Workspace {
-  const file = BUILD_FILE;
-  const full = path.join(root, file);
-  let text: string;
-  try {
-    text = fs.readFileSync(full, 'utf8');
-  } catch (e) {
-    throw new DiagnosticError([{ severity: 'error', message: `cannot read ${full}: ${(e as Error).message}` }]);
-  }
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const diagnostics: Diagnostic[] = [];
-  const texts = new Map([[file, text]]);
-  const spans = new SpanIndex();
-  const ctx: CheckContext = { file, doc, lines, spans, diagnostics };
-
-  // Positions come from the error's offsets (`linePos` is only filled in with prettyErrors). An error at the very
-  // end of the file (an unclosed `[` or quote) is moved to just after the last character, so its line is shown.
-  const contentEnd = text.trimEnd().length;
-  const spanAt = (start: number, end: number): Span => {
-    const from = Math.min(start, contentEnd);
-    const a = lines.linePos(from);
-    const b = lines.linePos(Math.max(from + 1, Math.min(end, contentEnd + 1)));
-    return { file, line: a.line, col: a.col, endLine: b.line, endCol: b.col };
-  };
-  // A duplicate key leaves both pairs in the document: report it at the second key, naming the first.
+function duplicateKeys(doc: Document, file: string, lines: LineCounter): Map<number, { key: string; at: Span; first: Span }> {
   const duplicates = new Map<number, { key: string; at: Span; first: Span }>();
   visit(doc, {
     Map(_, map) {
@@ -306,6 +281,47 @@ export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): W
       }
     },
   });
+  return duplicates;
+}
+
+/**
+ * Reads and checks `<root>/BUILD.yaml`. Mistakes are collected in `diagnostics` of the result; only a file that
+ * cannot be read or parsed as YAML throws DiagnosticError at once.
+ */
+export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): Workspace {
+  const file = BUILD_FILE;
+  const full = path.join(root, file);
+  let text: string;
+  try {
+    text = fs.readFileSync(full, 'utf8');
+  } catch (e) {
+    throw new DiagnosticError([{ severity: 'error', message: `cannot read ${full}: ${(e as Error).message}` }]);
+  }
+  // The parser's own duplicate-key check compares each key with every earlier key of its map: for the 10,000
+  // packages of one `packages:` map that was about a second. Duplicates are found in one pass instead; only a file
+  // that has some is parsed again with the parser's check, whose errors decide where each one is reported.
+  let lines = new LineCounter();
+  let doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: false });
+  let duplicates = duplicateKeys(doc, file, lines);
+  if (duplicates.size > 0) {
+    lines = new LineCounter();
+    doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+    duplicates = duplicateKeys(doc, file, lines);
+  }
+  const diagnostics: Diagnostic[] = [];
+  const texts = new Map([[file, text]]);
+  const spans = new SpanIndex();
+  const ctx: CheckContext = { file, doc, lines, spans, diagnostics };
+
+  // Positions come from the error's offsets (`linePos` is only filled in with prettyErrors). An error at the very
+  // end of the file (an unclosed `[` or quote) is moved to just after the last character, so its line is shown.
+  const contentEnd = text.trimEnd().length;
+  const spanAt = (start: number, end: number): Span => {
+    const from = Math.min(start, contentEnd);
+    const a = lines.linePos(from);
+    const b = lines.linePos(Math.max(from + 1, Math.min(end, contentEnd + 1)));
+    return { file, line: a.line, col: a.col, endLine: b.line, endCol: b.col };
+  };
   let syntaxErrors = 0;
   // After a syntax error the parser's guesses on the same line are noise (`\tcmd: echo` also yields "nested
   // mappings are not allowed"): keep the first error of each line.

@@ -86,6 +86,8 @@ function byCodeUnits(a: string, b: string): number {
  * does not depend on the locale.
  */
 export function discoverPatches(q: PatchQuery): DiscoveredPatches {
+  const entries = q.folders;
+  if (entries === null) return { patches: [], warnings: [] };
   const base = path.join(q.root, PATCHES_DIR);
   const warnings: string[] = [];
   const found: { name: string; rel: string; rank: number }[] = [];
@@ -108,8 +110,6 @@ export function discoverPatches(q: PatchQuery): DiscoveredPatches {
     }
   };
 
-  const entries = q.folders;
-  if (entries === null) return { patches: [], warnings: [] };
   if (entries.includes(q.package) && isDir(path.join(base, q.package))) scan(q.package, 0);
 
   const prefix = `${q.package}-`;

@@ -5,6 +5,7 @@
 import { hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { sortCodeUnits } from '../engine/code-unit-sort.js';
 
 /** Names skipped at any depth: VCS metadata and Python's own caches, which never shape a build. */
 const SKIPPED_ANYWHERE = new Set(['.git', '.hg', '.svn', '__pycache__', '.eggs', '.tox', '.mypy_cache', '.pytest_cache', '.venv', 'wg-out']);
@@ -45,22 +46,26 @@ export function listTree(
   observe?: TreeObserver,
   /** The folder's names, given its stat just taken (a cache may answer without reading the folder). */
   listDir: (abs: string, stat: fs.BigIntStats) => string[] = (abs) => fs.readdirSync(abs),
+  /** The root's bigint stat when the caller already took one (before anything in the tree was read). */
+  rootStat?: fs.BigIntStats,
 ): TreeEntry[] {
   const entries: TreeEntry[] = [];
   // Resolved only when a symlink needs checking: a realpath per source tree is a quarter of a 10k-target listing.
   let realRoot: string | null = null;
-  const walk = (rel: string): void => {
-    const dir = path.join(root, rel);
-    const st = fs.statSync(dir, { bigint: true });
+  // `dir` is normalized and a listed name is one path segment, so an entry's path is a concatenation: the same
+  // string path.join would make, without normalizing it again for every file.
+  const walk = (rel: string, dir: string): void => {
+    const st = rel === '' && rootStat ? rootStat : fs.statSync(dir, { bigint: true });
     observe?.dir(dir, st);
-    const names = [...listDir(dir, st)].sort();
+    const names = sortCodeUnits([...listDir(dir, st)]);
+    const prefix = dir.endsWith(path.sep) ? dir : dir + path.sep;
     for (const name of names) {
       if (skipped(name, rel === '')) continue;
       const relPath = rel === '' ? name : `${rel}/${name}`;
-      const abs = path.join(root, relPath);
+      const abs = prefix + name;
       const st = fs.lstatSync(abs, { bigint: true });
       if (st.isDirectory()) {
-        walk(relPath);
+        walk(relPath, abs);
       } else if (st.isFile()) {
         observe?.file(abs, st);
         entries.push({ path: relPath, type: 'file', executable: (st.mode & 0o111n) !== 0n, content: fileDigest(abs, st) });
@@ -82,7 +87,7 @@ export function listTree(
       }
     }
   };
-  walk('');
+  walk('', path.join(root, ''));
   return entries;
 }
 
