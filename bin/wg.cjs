@@ -4,9 +4,8 @@
 // is loaded, and starting Node's ESM loader alone costs about 10 ms, a tenth of that whole answer. When only
 // source files or patches changed, the incremental path rebuilds what they touch: its own bundle, lmdb and msgpackr
 // included (resolving their packages one by one cost more than running them), loaded through V8's code cache
-// (engine/code-cache.ts). Otherwise
-// the CLI is loaded as one bundled ES module: resolving and linking some eighty modules one by one cost about a
-// tenth of a full-path build.
+// (engine/code-cache.ts). Otherwise the CLI is loaded as one bundled ES module: resolving and linking some eighty
+// modules one by one cost about a tenth of a full-path build.
 'use strict';
 const path = require('node:path');
 const { runFastNoop, requireCached } = require('../dist/fast-noop.cjs');
