@@ -1,6 +1,8 @@
 // The `command` rule: what its action sees of its dependencies, and where its outputs land.
 
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { statuses, TempWorkspace } from './rig.js';
 
@@ -41,5 +43,40 @@ describe('command rule', () => {
         ['//top:cpu', ['out/top.cpu.top.txt']],
       ],
     );
+  });
+});
+
+// Sandboxes of successful actions are emptied and reused (engine/sandbox.ts): each action must still find a fresh
+// one. The first action litters every corner it can reach and makes its folders read-only; the second, run after
+// it (-j 1), lists what it finds.
+const LITTER_YAML = `variants:
+  cpu: {}
+packages:
+  litter:
+    rule: command
+    cmd: >-
+      touch "$HOME/h" "$TMPDIR/t" ../top "$WG_OUT_DIR/o" && mkdir -p ../junk/j ../deps/d/e "$HOME/.cache/x" && touch ../deps/d/e/f &&
+      ln -s /etc ../link && rm -rf ../tmp && echo tmp > ../tmp && chmod 500 "$HOME" .. && touch out.txt
+    outs: [out.txt]
+  look:
+    rule: command
+    deps: [litter]
+    cmd: 'cd .. && ls -A . home tmp out deps > work/seen.txt && stat -c %a . home tmp out deps >> work/seen.txt'
+    outs: [seen.txt]
+`;
+
+describe('sandbox reuse', () => {
+  const ws = TempWorkspace.create({ 'BUILD.yaml': LITTER_YAML });
+  after(() => ws.remove());
+
+  test("an action sees nothing of an earlier action's sandbox, and a build leaves no sandbox behind", async () => {
+    const r = await ws.build(['-j', '1']);
+    assert.deepEqual(statuses(r), { '//litter:cpu': 'built', '//look:cpu': 'built' });
+    const mode = (0o777 & ~process.umask()).toString(8);
+    assert.equal(
+      ws.read('wg-out/out/look.cpu.seen.txt'),
+      `.:\ndeps\nhome\nout\ntmp\nwork\n\ndeps:\n_litter_cpu\n\nhome:\n\nout:\n\ntmp:\n700\n${mode}\n${mode}\n${mode}\n${mode}\n`,
+    );
+    assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
   });
 });
