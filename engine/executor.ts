@@ -291,7 +291,7 @@ async function runStep(
   const redactors = secrets.length > 0 ? { stdout: new Redactor(secrets, (b) => fs.writeSync(logFd, b)), stderr: new Redactor(secrets, (b) => fs.writeSync(logFd, b)) } : null;
   let group: RunningGroup;
   try {
-    group = processGroups.spawn(argv, {
+    group = await processGroups.spawn(argv, {
       cwd: opts.cwd,
       env: { ...env, ...(opts.env ?? {}) },
       outFd: logFd,
@@ -303,6 +303,8 @@ async function runStep(
   const onAbort = (): void => group.terminate();
   options.signal.addEventListener('abort', onAbort, { once: true });
   timer.current = group;
+  // Either may have come while the step was being spawned.
+  if (options.signal.aborted || timer.timedOut) group.terminate();
   if (group.pgid > 0) options.onProcessGroup?.(group.pgid, true);
   let exit;
   try {
