@@ -149,6 +149,7 @@ export interface RunningGroup {
 
 interface LiveGroup {
   peakBytes: number;
+  startedAt: number;
 }
 
 /** Every action group this wg process has running: sampled together, killed together on a forced exit. */
@@ -220,7 +221,7 @@ export class ProcessGroups {
       exited = new Promise((resolve) => c.once('exit', (code, signal) => resolve({ code, signal })));
       child = c;
     }
-    const group: LiveGroup = { peakBytes: 0 };
+    const group: LiveGroup = { peakBytes: 0, startedAt: Date.now() };
     this.live.set(pgid, group);
     this.ledger?.add(pgid, startTime);
     this.startSampler();
@@ -274,9 +275,16 @@ export class ProcessGroups {
     this.sampler.unref();
   }
 
-  /** One pass over /proc: each live group's members' resident pages summed. */
+  /**
+   * One pass over /proc: each live group's members' resident pages summed. Skipped while every live group is
+   * younger than one sampling period: a pass reads every process's stat file, and on a build of small actions it
+   * would mostly catch steps about to end, whose peak a fixed-period sample misses anyway.
+   */
   private sample(): void {
-    if (this.live.size === 0) return;
+    const now = Date.now();
+    let old = false;
+    for (const g of this.live.values()) if (now - g.startedAt >= SAMPLE_MS) old = true;
+    if (!old) return;
     const sums = new Map<number, number>();
     for (const p of listProcesses()) {
       if (this.live.has(p.pgrp)) sums.set(p.pgrp, (sums.get(p.pgrp) ?? 0) + p.rssPages);

@@ -63,11 +63,11 @@ function emptySandbox(fs: typeof import('node:fs'), dir: string, fixed: string[]
 /**
  * The janitor thread: empties the sandboxes it is sent and says which it emptied (true) or could not (false); on
  * `close` it removes every folder it emptied that is still there under that name (one taken for another action
- * was renamed) and ends.
+ * was renamed) and ends. Its imports are dynamic: eval'd code is a module or a script as the main program is.
  */
-const JANITOR = `
-const { parentPort } = require('node:worker_threads');
-const fs = require('node:fs');
+const JANITOR = `(async () => {
+const { parentPort } = await import('node:worker_threads');
+const fs = await import('node:fs');
 const emptySandbox = ${emptySandbox.toString()};
 const emptied = new Set();
 parentPort.on('message', (m) => {
@@ -89,6 +89,7 @@ parentPort.on('message', (m) => {
   }
   parentPort.postMessage({ dir: m.dir, ok });
 });
+})();
 `;
 
 /**

@@ -28,10 +28,11 @@ type Reply =
   | { id: number; error: string }
   | { id: number; code: number | null; signal: NodeJS.Signals | null };
 
-const SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const { spawn } = require('node:child_process');
-const fs = require('node:fs');
+// Imports are dynamic: eval'd code is a module or a script as the main program is.
+const SOURCE = `(async () => {
+const { parentPort } = await import('node:worker_threads');
+const { spawn } = await import('node:child_process');
+const fs = await import('node:fs');
 parentPort.on('message', (m) => {
   let child;
   try {
@@ -54,6 +55,7 @@ parentPort.on('message', (m) => {
   parentPort.postMessage({ id: m.id, pid: child.pid, startTime });
   child.once('exit', (code, signal) => parentPort.postMessage({ id: m.id, code, signal }));
 });
+})();
 `;
 
 class SpawnThread {

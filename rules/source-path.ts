@@ -96,9 +96,15 @@ export function treeDigest(entries: TreeEntry[]): string {
 /** Copies exactly the listed entries (what was hashed is what gets built). */
 export function copyTree(root: string, entries: TreeEntry[], dest: string): void {
   fs.mkdirSync(dest, { recursive: true });
+  // Each folder once: a recursive mkdir of an existing folder still costs a failed mkdir and a stat.
+  const made = new Set([dest]);
   for (const e of entries) {
     const to = path.join(dest, e.path);
-    fs.mkdirSync(path.dirname(to), { recursive: true });
+    const dir = path.dirname(to);
+    if (!made.has(dir)) {
+      fs.mkdirSync(dir, { recursive: true });
+      made.add(dir);
+    }
     if (e.type === 'symlink') fs.symlinkSync(e.content, to);
     else {
       fs.copyFileSync(path.join(root, e.path), to);
