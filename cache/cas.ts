@@ -9,10 +9,13 @@
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
+  closeSync,
   copyFileSync,
+  fsyncSync,
   linkSync,
   lstatSync,
   mkdirSync,
+  openSync,
   readdirSync,
   renameSync,
   rmSync,
@@ -80,6 +83,17 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } catch (e) {
+    if (!hasCode(e, 'EINVAL', 'EISDIR', 'EPERM', 'EBADF')) throw e;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function hasCode(e: unknown, ...codes: string[]): boolean {
   const code = (e as { code?: unknown } | null)?.code;
   return typeof code === 'string' && codes.includes(code);
@@ -104,8 +118,9 @@ export class Cas {
   readonly quarantineDir: string;
 
   /**
-   * Group commit: blobs are not fsynced one by one; the owner calls `syncAll()` (one `syncfs` of the cache's file
-   * system) before it commits index entries that name them. Set by LocalStore, which does exactly that.
+   * Group commit: blobs are not fsynced one by one; the owner makes them durable together (one `syncfs` of the
+   * cache's file system) before it commits index entries that name them, and their fingerprints with those
+   * (heldRecords, commitRecords). Set by LocalStore, which does exactly that.
    */
   deferDurability = false;
 
@@ -210,34 +225,89 @@ export class Cas {
    * file an action hard-linked to something outside its sandbox is copied, so making the blob read-only (and
    * keeping it) never touches that other file. A late writer (a daemon the action left behind) changes the blob's
    * size or mtime, which its fingerprint records, so the next use re-hashes it and quarantines it.
+   *
+   * The file is linked straight to its digest's name: it is complete and read-only before it gets that name, so
+   * no temp name is needed. Its bytes are as durable as a renamed temp file's would be (both wait for the group
+   * commit when durability is deferred), and a name whose blob was lost in a crash has no record: it is re-hashed
+   * before use, and replaced.
    */
   async adopt(file: string): Promise<{ digest: string; size: number }> {
     const before = lstatSync(file, { bigint: true });
     if (!before.isFile() || before.nlink !== 1n) return this.put(file);
-    const { digest, size } = await hashFile(file);
+    // A small file is hashed in one synchronous read: four hops to the thread pool cost more than the read.
+    const { digest, size } = before.size <= BigInt(CHUNK) ? hashFileSync(file) : await hashFile(file);
     chmodSync(file, 0o444);
     // chmod moves only ctime, which the fingerprint leaves out.
-    if (BigInt(size) !== before.size || statFingerprint(before) !== statFingerprint(lstatSync(file, { bigint: true }))) {
+    const fp = statFingerprint(before);
+    if (BigInt(size) !== before.size || fp !== statFingerprint(lstatSync(file, { bigint: true }))) {
       throw new Error(`${file} changed while it was being stored in the cache`);
     }
-    mkdirSync(this.tmpDir, { recursive: true });
-    const tmp = join(this.tmpDir, `${HOST_TAG}-${process.pid}-${randomHex()}`);
+    if (!this.deferDurability) {
+      const fh = await open(file, 'r');
+      await fh.sync().finally(() => fh.close());
+    }
+    const final = this.path(digest);
+    this.makeShard(dirname(final));
     try {
-      linkSync(file, tmp);
+      linkSync(file, final);
     } catch (e) {
       if (hasCode(e, 'EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS')) return this.put(file);
-      throw e;
-    }
-    try {
-      if (!this.deferDurability) {
-        const fh = await open(tmp, 'r');
-        await fh.sync().finally(() => fh.close());
+      if (!hasCode(e, 'EEXIST')) throw e;
+      // Taken: by an intact blob (kept, our file dropped) or by a damaged one, replaced through a temp name.
+      const tmp = join(this.tmpDir, `${HOST_TAG}-${process.pid}-${randomHex()}`);
+      mkdirSync(this.tmpDir, { recursive: true });
+      linkSync(file, tmp);
+      try {
+        await this.install(tmp, digest, size);
+      } finally {
+        await rm(tmp, { force: true });
       }
-      await this.install(tmp, digest, size);
-    } finally {
-      await rm(tmp, { force: true });
+      return { digest, size };
     }
+    if (!this.deferDurability) await fsyncDir(dirname(final));
+    // A link changes neither size, inode nor mtime: the fingerprint taken before is the blob's.
+    if (this.deferDurability) this.record(digest, { fp, size });
+    else await this.blobs.put(digest, { fp, size });
     return { digest, size };
+  }
+
+  /** Shard folders known to exist: made once per process, not stat-ed per blob. */
+  private readonly shards = new Set<string>();
+
+  private makeShard(shard: string): void {
+    if (this.shards.has(shard)) return;
+    if (mkdirSync(shard, { recursive: true }) !== undefined && !this.deferDurability) fsyncDirSync(this.casDir);
+    this.shards.add(shard);
+  }
+
+  /**
+   * Records a blob's fingerprint when durability is deferred: held here (and read from here) until the owner has
+   * made the blobs durable, then written with the index entries that name them (commitRecords).
+   */
+  private record(digest: string, rec: BlobRecord): void {
+    this.pendingRecords.set(digest, rec);
+  }
+
+  private readonly pendingRecords = new Map<string, BlobRecord>();
+
+  private recorded(digest: string): BlobRecord | undefined {
+    return this.pendingRecords.get(digest) ?? this.blobs.get(digest);
+  }
+
+  /** The fingerprints held now: the owner writes them (commitRecords) once it has made their blobs durable. */
+  heldRecords(): [string, BlobRecord][] {
+    return [...this.pendingRecords];
+  }
+
+  commitRecords(records: [string, BlobRecord][]): void {
+    for (const [digest, rec] of records) {
+      void this.blobs.put(digest, rec).catch(() => undefined);
+      if (this.pendingRecords.get(digest) === rec) this.pendingRecords.delete(digest);
+    }
+  }
+
+  get hasPendingRecords(): boolean {
+    return this.pendingRecords.size > 0;
   }
 
   /**
@@ -255,9 +325,9 @@ export class Cas {
       await rename(tmp, final);
       if (!this.deferDurability) await fsyncDir(shard);
     }
-    // Stat after the rename: rename itself changes ctime.
+    // Stat after the rename: the blob may be the one that was already there.
     const st = await stat(final, { bigint: true });
-    if (this.deferDurability) void this.blobs.put(digest, { fp: statFingerprint(st), size }).catch(() => undefined);
+    if (this.deferDurability) this.record(digest, { fp: statFingerprint(st), size });
     else await this.blobs.put(digest, { fp: statFingerprint(st), size });
   }
 
@@ -270,7 +340,7 @@ export class Cas {
       throw e;
     }
     if (!st.isFile()) return false;
-    const rec = this.blobs.get(digest);
+    const rec = this.recorded(digest);
     if (rec && rec.fp === statFingerprint(st) && rec.size === size) return true;
     const h = await hashFile(final);
     return h.digest === digest && h.size === size;
@@ -290,7 +360,7 @@ export class Cas {
       throw e;
     }
     const sizeOk = expectedSize === undefined || st.size === BigInt(expectedSize);
-    const rec = this.blobs.get(digest);
+    const rec = this.recorded(digest);
     if (sizeOk && rec && rec.fp === statFingerprint(st)) return { ok: true };
     let h: SyncHash;
     try {
@@ -312,6 +382,7 @@ export class Cas {
     const p = this.path(digest);
     mkdirSync(this.quarantineDir, { recursive: true });
     const dest = join(this.quarantineDir, `${digest}.${Date.now()}-${randomHex().slice(0, 8)}`);
+    this.pendingRecords.delete(digest);
     this.blobs.removeSync(digest);
     try {
       renameSync(p, dest);
@@ -323,6 +394,7 @@ export class Cas {
   }
 
   forgetSync(digest: string): void {
+    this.pendingRecords.delete(digest);
     this.blobs.removeSync(digest);
   }
 

@@ -197,13 +197,16 @@ export class LocalStore {
   async flush(): Promise<void> {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = null;
-    if (this.pending.size === 0) return;
+    if (this.pending.size === 0 && !this.cas.hasPendingRecords) return;
     const batch = [...this.pending.values()];
+    const records = this.cas.heldRecords();
     try {
       await run('sync', ['-f', this.dir]);
     } catch {
       await run('sync', []); // coreutils without -f (or another sync): the whole machine, still correct
     }
+    // Blob fingerprints join the entries' transaction: a blob is trusted unread only once it is durable.
+    this.cas.commitRecords(records);
     for (const r of batch) void this.ac.put(r.key, r);
     // The put promises resolve on commit; with lmdb-js's default overlappingSync, durability comes at `flushed`.
     await this.ac.flushed;

@@ -2,9 +2,10 @@
 // is over only when that group is gone. One /proc sampler takes every live group's peak memory; every live group
 // is in the ledger (ledger.ts) for the next wg, should this one be SIGKILLed.
 
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import type { Ledger } from './ledger.js';
+import { spawnThread, type Started } from './spawn-thread.js';
 
 /** How long a group gets between SIGTERM and SIGKILL. */
 export const KILL_GRACE_MS = 2000;
@@ -148,6 +149,7 @@ export interface RunningGroup {
 
 interface LiveGroup {
   peakBytes: number;
+  startedAt: number;
 }
 
 /** Every action group this wg process has running: sampled together, killed together on a forced exit. */
@@ -170,8 +172,12 @@ export class ProcessGroups {
     for (const pgid of this.live.keys()) signalGroup(pgid, 'SIGKILL');
   }
 
-  /** Spawns `argv` as the leader of a new process group; throws (synchronously or via `finished`) if it cannot start. */
-  spawn(argv: string[], options: SpawnOptions): RunningGroup {
+  /**
+   * Spawns `argv` as the leader of a new process group; rejects (now, or through `finished`) if it cannot start.
+   * Off the main thread when it can be (spawn-thread.ts); a step whose output is piped through `onOutput` is
+   * spawned here, where its pipes are read.
+   */
+  async spawn(argv: string[], options: SpawnOptions): Promise<RunningGroup> {
     const [cmd, ...args] = argv;
     if (cmd === undefined) throw new Error('empty command');
     if (!this.exitHook) {
@@ -179,33 +185,45 @@ export class ProcessGroups {
       process.once('exit', () => this.killAllNow());
       this.exitHook = true;
     }
-    const out = options.onOutput ? 'pipe' : options.outFd;
-    const child = spawn(cmd, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', out, out], detached: true });
-    const onOutput = options.onOutput;
-    const drained = onOutput
-      ? Promise.all(
+    let pgid: number;
+    let startTime: number | null;
+    let exited: Started['exited'];
+    let drained: Promise<unknown> = Promise.resolve();
+    let child: ChildProcess | null = null;
+    if (!options.onOutput && spawnThread.ready()) {
+      const started = await spawnThread.spawn(cmd, args, { cwd: options.cwd, env: options.env, outFd: options.outFd });
+      ({ pid: pgid, startTime, exited } = started);
+    } else {
+      const out = options.onOutput ? 'pipe' : options.outFd;
+      const c = spawn(cmd, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', out, out], detached: true });
+      const onOutput = options.onOutput;
+      if (onOutput) {
+        drained = Promise.all(
           (['stdout', 'stderr'] as const).map(
             (name) =>
               new Promise<void>((done) => {
-                const stream = child[name];
+                const stream = c[name];
                 if (!stream) return done();
                 stream.on('data', (chunk: Buffer) => onOutput(chunk, name));
                 stream.once('close', () => done());
                 stream.once('error', () => done());
               }),
           ),
-        )
-      : Promise.resolve([]);
-    const pgid = child.pid;
-    if (pgid === undefined) {
-      // spawn failed (ENOENT, EACCES); the error event says why.
-      const failed = new Promise<StepExit>((_, reject) => child.once('error', reject));
-      return { pgid: -1, terminate: () => undefined, finished: failed };
+        );
+      }
+      if (c.pid === undefined) {
+        // spawn failed (ENOENT, EACCES); the error event says why.
+        await new Promise((_, reject) => c.once('error', reject));
+      }
+      pgid = c.pid!;
+      // Read before the child can have been reaped (that happens on a later turn of the event loop).
+      startTime = readProcStat(pgid)?.startTime ?? null;
+      exited = new Promise((resolve) => c.once('exit', (code, signal) => resolve({ code, signal })));
+      child = c;
     }
-    const group: LiveGroup = { peakBytes: 0 };
+    const group: LiveGroup = { peakBytes: 0, startedAt: Date.now() };
     this.live.set(pgid, group);
-    // Read before the child can have been reaped (that happens on a later turn of the event loop).
-    this.ledger?.add(pgid, readProcStat(pgid)?.startTime ?? null);
+    this.ledger?.add(pgid, startTime);
     this.startSampler();
 
     let terminatedAt: number | null = null;
@@ -217,34 +235,26 @@ export class ProcessGroups {
       killTimer = setTimeout(() => signalGroup(pgid, 'SIGKILL'), KILL_GRACE_MS);
     };
 
-    const finished = new Promise<StepExit>((resolve, reject) => {
-      child.once('error', (e) => {
-        this.release(pgid, true);
-        reject(e);
-      });
-      child.once('exit', (code, signal) => {
-        void (async () => {
-          let gone = false;
-          if (terminatedAt !== null) {
-            // Members get the rest of their grace period to end on SIGTERM; then the timer's SIGKILL.
-            gone = await waitGroupGone(pgid, Math.max(0, terminatedAt + KILL_GRACE_MS - Date.now()));
-            if (!gone) signalGroup(pgid, 'SIGKILL');
-          } else {
-            // The step is over: anything it left running in its group (a daemon, a `&` job) goes now.
-            signalGroup(pgid, 'SIGKILL');
-          }
-          gone = gone || (await waitGroupGone(pgid, KILL_WAIT_MS));
-          if (killTimer) clearTimeout(killTimer);
-          // The group is gone, so only a process that left it (setsid) can still hold a pipe: wait briefly, then cut.
-          let cut: NodeJS.Timeout | undefined;
-          await Promise.race([drained, new Promise<void>((r) => (cut = setTimeout(r, PIPE_DRAIN_MS)))]);
-          clearTimeout(cut);
-          child.stdout?.destroy();
-          child.stderr?.destroy();
-          this.release(pgid, gone);
-          resolve({ pgid, code, signal, terminated: terminatedAt !== null, peakBytes: group.peakBytes });
-        })();
-      });
+    const finished = exited.then(async ({ code, signal }): Promise<StepExit> => {
+      let gone = false;
+      if (terminatedAt !== null) {
+        // Members get the rest of their grace period to end on SIGTERM; then the timer's SIGKILL.
+        gone = await waitGroupGone(pgid, Math.max(0, terminatedAt + KILL_GRACE_MS - Date.now()));
+        if (!gone) signalGroup(pgid, 'SIGKILL');
+      } else {
+        // The step is over: anything it left running in its group (a daemon, a `&` job) goes now.
+        signalGroup(pgid, 'SIGKILL');
+      }
+      gone = gone || (await waitGroupGone(pgid, KILL_WAIT_MS));
+      if (killTimer) clearTimeout(killTimer);
+      // The group is gone, so only a process that left it (setsid) can still hold a pipe: wait briefly, then cut.
+      let cut: NodeJS.Timeout | undefined;
+      await Promise.race([drained, new Promise<void>((r) => (cut = setTimeout(r, PIPE_DRAIN_MS)))]);
+      clearTimeout(cut);
+      child?.stdout?.destroy();
+      child?.stderr?.destroy();
+      this.release(pgid, gone);
+      return { pgid, code, signal, terminated: terminatedAt !== null, peakBytes: group.peakBytes };
     });
     return { pgid, terminate, finished };
   }
@@ -265,9 +275,16 @@ export class ProcessGroups {
     this.sampler.unref();
   }
 
-  /** One pass over /proc: each live group's members' resident pages summed. */
+  /**
+   * One pass over /proc: each live group's members' resident pages summed. Skipped while every live group is
+   * younger than one sampling period: a pass reads every process's stat file, and on a build of small actions it
+   * would mostly catch steps about to end, whose peak a fixed-period sample misses anyway.
+   */
   private sample(): void {
-    if (this.live.size === 0) return;
+    const now = Date.now();
+    let old = false;
+    for (const g of this.live.values()) if (now - g.startedAt >= SAMPLE_MS) old = true;
+    if (!old) return;
     const sums = new Map<number, number>();
     for (const p of listProcesses()) {
       if (this.live.has(p.pgrp)) sums.set(p.pgrp, (sums.get(p.pgrp) ?? 0) + p.rssPages);

@@ -15,6 +15,7 @@ import type { InputSet } from './inputs.js';
 import type { Label } from './label.js';
 import type { LastBuilds, PlannedLookup } from './last-build.js';
 import { logPath, OUT_DIR, outputPath } from './outputs.js';
+import { Sandboxes } from './sandbox.js';
 import type { Grant, Job } from './scheduler.js';
 
 export interface RunnerOptions {
@@ -43,12 +44,14 @@ export class TargetRunner {
   readonly results = new Map<Label, ActionResult>();
   readonly reports = new Map<Label, TargetReport>();
   private readonly wgOut: string;
+  private readonly sandboxes: Sandboxes;
   private readonly materialized = new Map<string, Label>();
   /** Written only when they changed, in one transaction by `flush`: a synchronous commit per cached target would dominate a quiet build. */
   private readonly outputsToRecord = new Map<string, unknown>();
 
   constructor(private readonly o: RunnerOptions) {
     this.wgOut = path.join(o.root, OUT_DIR);
+    this.sandboxes = new Sandboxes(path.join(o.cacheDir, 'sandbox'));
   }
 
   report(p: Planned, status: TargetReport['status'], extra: Partial<TargetReport> = {}): TargetReport {
@@ -158,7 +161,7 @@ export class TargetRunner {
               timeoutMs: p.target.resources.timeoutMs,
             },
             grant,
-            { store, sandboxRoot: path.join(this.o.cacheDir, 'sandbox'), logPath: log, signal, usage, appendLog: attempt > 1, verifyInputs },
+            { store, sandboxes: this.sandboxes, logPath: log, signal, usage, appendLog: attempt > 1, verifyInputs },
           );
           learned.recordBuild(job.label, p.target.rule.kind, Date.now() - tAttempt, usage.peakBytes);
           break;
@@ -211,8 +214,9 @@ export class TargetRunner {
     };
   }
 
-  /** Commits what the targets left to remember, in one transaction per store. */
+  /** Commits what the targets left to remember, in one transaction per store; removes the idle sandboxes. */
   flush(): void {
+    this.sandboxes.close();
     this.o.lastBuilds.flush();
     this.o.learned.flush();
     if (this.outputsToRecord.size > 0) this.o.store.kv('history').putMany([...this.outputsToRecord]);

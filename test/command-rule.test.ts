@@ -1,6 +1,8 @@
 // The `command` rule: what its action sees of its dependencies, and where its outputs land.
 
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { statuses, TempWorkspace } from './rig.js';
 
@@ -41,5 +43,39 @@ describe('command rule', () => {
         ['//top:cpu', ['out/top.cpu.top.txt']],
       ],
     );
+  });
+});
+
+// Sandboxes of successful actions are emptied and reused (engine/sandbox.ts): each action must still find a fresh
+// one. Every action in a chain lists what it finds, then litters every corner it can reach and makes its folders
+// read-only. Twelve of them, so that later ones get sandboxes emptied by the janitor thread, not in place.
+const LITTER = [
+  'cd .. && ls -A . home tmp out deps > work/seen.txt && stat -c %a . home tmp out deps >> work/seen.txt && cd work',
+  'touch "$HOME/h" "$TMPDIR/t" ../top "$WG_OUT_DIR/o" && mkdir -p ../junk/j ../deps/d/e "$HOME/.cache/x" && touch ../deps/d/e/f',
+  'ln -s /etc ../link && rm -rf ../tmp && echo tmp > ../tmp && chmod 500 "$HOME" ..',
+].join(' && ');
+const CHAIN = Array.from({ length: 12 }, (_, i) => `s${String(i).padStart(2, '0')}`);
+const LITTER_YAML = `variants:
+  cpu: {}
+packages:
+${CHAIN.map((name, i) => `  ${name}:\n    rule: command\n    cmd: ${JSON.stringify(LITTER)}\n    outs: [seen.txt]\n${i > 0 ? `    deps: [${CHAIN[i - 1]}]\n` : ''}`).join('')}`;
+
+describe('sandbox reuse', () => {
+  const ws = TempWorkspace.create({ 'BUILD.yaml': LITTER_YAML });
+  after(() => ws.remove());
+
+  test("an action sees nothing of an earlier action's sandbox, and a build leaves no sandbox behind", async () => {
+    const r = await ws.build(['-j', '1']);
+    assert.deepEqual(new Set(Object.values(statuses(r))), new Set(['built']));
+    const mode = (0o777 & ~process.umask()).toString(8);
+    CHAIN.forEach((name, i) => {
+      const deps = i > 0 ? `_${CHAIN[i - 1]}_cpu\n` : '';
+      assert.equal(
+        ws.read(`wg-out/out/${name}.cpu.seen.txt`),
+        `.:\ndeps\nhome\nout\ntmp\nwork\n\ndeps:\n${deps}\nhome:\n\nout:\n\ntmp:\n700\n${mode}\n${mode}\n${mode}\n${mode}\n`,
+        name,
+      );
+    });
+    assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
   });
 });
