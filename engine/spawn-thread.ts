@@ -3,8 +3,9 @@
 // running action waits for. A worker thread does the spawn (the fork copies the same process) and reports the pid
 // and, later, how the child ended.
 //
-// The thread takes some 50 ms to start, so it is started by the first spawn and used once it is up: until then,
-// and for a build that spawns only a few steps, spawns stay on the main thread.
+// The thread takes some 50 ms of CPU to start (and a build that ends while it starts waits for it at exit), so it
+// is started by the ninth spawn and used once it is up: until then, and for an edit loop's build of one or two
+// actions, spawns stay on the main thread.
 
 import { Worker } from 'node:worker_threads';
 
@@ -58,6 +59,9 @@ parentPort.on('message', (m) => {
 })();
 `;
 
+/** Spawns made on the main thread before the thread is started. */
+const SPAWNS_BEFORE_THREAD = 8;
+
 class SpawnThread {
   private worker: Worker | null = null;
   private online = false;
@@ -65,10 +69,12 @@ class SpawnThread {
   private nextId = 0;
   private readonly pending = new Map<number, Pending>();
 
-  /** Whether spawns can go to the thread now; the first call starts it. */
+  private asked = 0;
+
+  /** Whether spawns can go to the thread now; the ninth call starts it. */
   ready(): boolean {
     if (this.broken) return false;
-    if (this.worker === null) this.start();
+    if (this.worker === null && ++this.asked > SPAWNS_BEFORE_THREAD) this.start();
     return this.online;
   }
 
