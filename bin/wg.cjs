@@ -8,12 +8,14 @@
 // modules one by one cost about a tenth of a full-path build.
 'use strict';
 const path = require('node:path');
-const { runFastNoop, requireCached } = require('../dist/fast-noop.cjs');
+const { runFastNoop } = require('../dist/fast-noop.cjs');
 
 const full = () => import('../dist/wg.mjs');
 const fast = runFastNoop(process.argv.slice(2));
 if (fast === false) full();
 else if (fast !== true) {
+  // A bundle of its own: the no-op answer above must not load node:vm.
+  const { requireCached } = require('../dist/code-cache.cjs');
   const incremental = requireCached(path.join(__dirname, '../dist/incremental.cjs'), fast.args.cacheDir);
   incremental.exports
     .runIncremental(fast)

@@ -8,9 +8,6 @@ import * as path from 'node:path';
 import { defaultCacheDir } from './cache-dir.js';
 import { checkSnapshot, snapshotReport, type SnapshotArgs, type SnapshotCheck } from './noop-snapshot.js';
 
-// bin/wg.cjs loads the incremental path's bundle through it.
-export { requireCached } from './code-cache.js';
-
 const WITH_VALUE = new Set(['-C', '--workspace', '--cache-dir', '-j', '--jobs', '--gpus', '--memory']);
 const BOOLEAN = new Set(['--json', '-k', '--keep-going']);
 

@@ -28,7 +28,6 @@ import { recordDelta, recordNoop } from './noop-record.js';
 import { dropSnapshot, snapshotOutputs, snapshotReport, type SnapshotOutputs } from './noop-snapshot.js';
 import { makeReporter } from './reporter-choice.js';
 import { schedule } from './scheduler.js';
-import { readDelta } from './snapshot-delta.js';
 import { storeTarget, StoredPlan, type PlanEntry } from './stored-plan.js';
 import { TargetRunner } from './target-runner.js';
 
@@ -306,7 +305,7 @@ function recordIncremental(
     const movedLabels = new Set([...moved.values()].map((p) => p.target.label as string));
     recordDelta(report, req.args, {
       previous: req.check.snapshot,
-      delta: readDelta(req.check.file, req.check.snapshot.argsId, req.check.snapshot.build),
+      delta: plan.delta,
       base: plan.base,
       before: new Map(before.filter((t) => movedLabels.has(t.label)).map((t) => [t.label, t])),
       plan: entries,

@@ -11,7 +11,7 @@ import { builtinRules } from '../rules/registry.js';
 import type { Rule, Toolchain } from '../rules/rule.js';
 import type { TreeEntry } from '../rules/source-path.js';
 import { planAction } from './action-plan.js';
-import { readDelta } from './snapshot-delta.js';
+import { readDelta, type SnapshotDelta } from './snapshot-delta.js';
 import type { ConfiguredTarget } from './analyze.js';
 import type { Planned } from './build.js';
 import type { ActionKey, KeyRecord } from './key.js';
@@ -58,8 +58,8 @@ interface PlanFile {
 interface Loaded {
   plan: PlanFile;
   body: Buffer;
-  /** Entries an incremental build replaced since the plan was written (engine/snapshot-delta.ts), by index. */
-  replaced: Map<number, PlanEntry>;
+  /** The delta that completes the plan (engine/snapshot-delta.ts), when incremental builds changed it since. */
+  delta: SnapshotDelta | null;
 }
 
 /** A target's stored form and its key. */
@@ -144,12 +144,15 @@ export class StoredPlan {
 
   private readonly plan: PlanFile;
   private readonly body: Buffer;
-  readonly replaced: ReadonlyMap<number, PlanEntry>;
+  readonly delta: SnapshotDelta | null;
+  /** The delta's entries, by index: replaced since the plan was written. */
+  readonly replaced = new Map<number, PlanEntry>();
 
-  private constructor({ plan, body, replaced }: Loaded) {
+  private constructor({ plan, body, delta }: Loaded) {
     this.plan = plan;
     this.body = body;
-    this.replaced = replaced;
+    this.delta = delta;
+    for (const [i, key, bytes] of delta?.plan ?? []) this.replaced.set(i, { key, bytes: Buffer.from(bytes, 'base64') });
     this.index = new Map(plan.labels.map((l, i) => [l, i]));
   }
 
@@ -160,13 +163,9 @@ export class StoredPlan {
       const length = bytes.readUInt32LE(0);
       const plan = deserialize(bytes.subarray(4, 4 + length)) as PlanFile;
       if (plan.v !== PLAN_VERSION || plan.id !== id) return null;
-      const replaced = new Map<number, PlanEntry>();
-      if (plan.build !== build) {
-        const delta = readDelta(snapshotFile, id, build);
-        if (delta === null || delta.base !== plan.build) return null;
-        for (const [i, key, bytes] of delta.plan) replaced.set(i, { key, bytes: Buffer.from(bytes, 'base64') });
-      }
-      return new StoredPlan({ plan, body: bytes.subarray(4 + length), replaced });
+      const delta = plan.build === build ? null : readDelta(snapshotFile, id, build);
+      if (plan.build !== build && (delta === null || delta.base !== plan.build)) return null;
+      return new StoredPlan({ plan, body: bytes.subarray(4 + length), delta });
     } catch {
       return null;
     }

@@ -185,6 +185,12 @@ describe('incremental path', () => {
     assert.equal(one.incremental, true);
     assert.equal(one.targets.filter((t) => t.status === 'built').length, 1);
     assert.equal(deltas().length, 1);
+    // A second edit carries the first one's changes over into its delta.
+    ws.write('src/p05/in.txt', 'x\nw\n');
+    const two = (await ws.build()) as Json;
+    assert.equal(two.incremental, true);
+    assert.deepEqual(two.targets.filter((t) => t.status === 'built').map((t) => t.label), ['//p05:cpu']);
+    assert.equal(deltas().length, 1);
 
     // The no-op's --json document and a restore of the deleted wg-out come from the full files and the delta.
     await sleep(PAST_RACY_WINDOW_MS);
@@ -199,6 +205,7 @@ describe('incremental path', () => {
     assert.equal(restored.snapshot, true);
     assert.equal(ws.read('wg-out/out/p03.cpu.out.txt'), 'x patched\ny\n');
     assert.equal(ws.read('wg-out/out/p04.cpu.out.txt'), 'x patched\n');
+    assert.equal(ws.read('wg-out/out/p05.cpu.out.txt'), 'x patched\nw\n');
 
     ws.write('fixes/all.patch', patch('x', 'x patched again'));
     const all = (await ws.build()) as Json;
