@@ -137,7 +137,7 @@ class Inputs {
   files = new Map<string, FileState>();
   /** Folders whose listing a key depends on, and whether each exists. */
   dirs = new Map<string, boolean>();
-  private watcher: FSWatcher | null = null;
+  private watchers: FSWatcher[] = [];
   private readonly watched = new Set<string>();
 
   constructor(
@@ -218,26 +218,34 @@ class Inputs {
     const removed = [...this.watched].some((p) => !wanted.has(p));
     this.watched.clear();
     for (const p of paths) this.watched.add(p);
-    if (this.watcher && !removed) {
-      if (added.length > 0) this.watcher.add(added);
+    if (this.watchers.length > 0 && !removed) {
+      // chokidar's add() gives no sign of when the new paths are watched, so an edit made right after the build
+      // that added them (a new package's first source edit) could go unseen: they get a watcher of their own,
+      // awaited like the first.
+      if (added.length > 0) this.watchers.push(await this.start(added));
       return;
     }
-    // A set that shrank gets a new watcher rather than chokidar's unwatch(), which keeps ignoring the path for good:
+    // A set that shrank gets new watchers rather than chokidar's unwatch(), which keeps ignoring the path for good:
     // a file deleted (no longer an input) and created again in a watched folder would never be seen.
-    const old = this.watcher;
+    const old = this.watchers;
+    this.watchers = [await this.start(paths)];
+    await Promise.all(old.map((w) => w.close()));
+  }
+
+  private async start(paths: string[]): Promise<FSWatcher> {
     // depth 0: a watched folder reports its own entries; its subfolders are inputs (and watched) in their own right,
     // while folders no key reads (wg-out, __pycache__) are never descended into.
     const watcher = watch(paths, { ignoreInitial: true, depth: 0, persistent: true });
-    this.watcher = watcher;
     watcher.on('all', (event, p) => this.changes.note(p, event === 'add' || event === 'addDir' ? 'added' : 'changed'));
     watcher.on('error', (e) => this.warn(`wg watch: warning: ${(e as Error).message}`));
     if (paths.length > 0) await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
-    await old?.close();
+    return watcher;
   }
 
   async close(): Promise<void> {
-    await this.watcher?.close();
-    this.watcher = null;
+    const old = this.watchers;
+    this.watchers = [];
+    await Promise.all(old.map((w) => w.close()));
   }
 }
 
