@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 
 const FIXED = ['home', 'tmp', 'out', 'deps'];
 const NAME_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -165,6 +165,8 @@ export class Sandboxes {
   private janitor(): Worker | null {
     if (this.worker !== undefined) return this.worker;
     try {
+      // Loaded here, not imported: node:worker_threads takes ~6 ms to load, and most builds never start the janitor.
+      const { Worker } = process.getBuiltinModule('node:worker_threads');
       const w = new Worker(JANITOR, { eval: true });
       w.on('message', (m: { dir: string; ok: boolean }) => {
         // Idle, the thread must not keep wg alive.

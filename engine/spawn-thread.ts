@@ -7,7 +7,7 @@
 // is started by the ninth spawn and used once it is up: until then, and for an edit loop's build of one or two
 // actions, spawns stay on the main thread.
 
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 
 export interface Started {
   pid: number;
@@ -80,6 +80,8 @@ class SpawnThread {
 
   private start(): void {
     try {
+      // Loaded here, not imported: node:worker_threads takes ~6 ms to load, and most runs never start the thread.
+      const { Worker } = process.getBuiltinModule('node:worker_threads');
       const w = new Worker(SOURCE, { eval: true });
       w.once('online', () => (this.online = true));
       w.on('message', (m: Reply) => this.reply(m));

@@ -5,8 +5,8 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import yauzl from 'yauzl';
-import yazl from 'yazl';
+// yauzl and yazl (with zlib and streams) are loaded when a wheel is retagged: an edit loop's build never does.
+import type yauzl from 'yauzl';
 
 export class RetagError extends Error {}
 
@@ -46,7 +46,8 @@ export interface ZipEntry {
 }
 
 /** Every file entry of a zip (wheel), in order, with its bytes. */
-export function readZip(file: string): Promise<ZipEntry[]> {
+export async function readZip(file: string): Promise<ZipEntry[]> {
+  const { default: yauzl } = await import('yauzl');
   return new Promise((resolve, reject) => {
     yauzl.open(file, { lazyEntries: true, strictFileNames: true, validateEntrySizes: true }, (err, zip) => {
       if (err || !zip) return reject(new RetagError(`cannot read ${path.basename(file)}: ${err?.message ?? 'no zip'}`));
@@ -116,6 +117,7 @@ export async function retagWheel(wheelFile: string, local: string, outDir: strin
   out.push({ name: `${newInfo}RECORD`, data: Buffer.from(record, 'utf8'), mode: 0o100644 });
 
   const dest = path.join(outDir, `${[dist, newVersion, ...tags].join('-')}.whl`);
+  const { default: yazl } = await import('yazl');
   const zip = new yazl.ZipFile();
   const mtime = fixedZipTime();
   for (const e of out) zip.addBuffer(e.data, e.name, { mtime, mode: e.mode ?? 0o100644, forceDosTimestamp: true, compress: true });
