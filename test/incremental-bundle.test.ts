@@ -1,0 +1,45 @@
+// The incremental path's bundle carries lmdb's sources but not its native addon, which lmdb finds from the package
+// folder the bundle locates (engine/lmdb-url.ts): through the node_modules folders above the bundle, else through
+// Node's resolver (NODE_PATH, global folders).
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wg-incremental-bundle-'));
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** Loads a copy of the bundle at `at` in a process of its own; its native modules, or the error. */
+function load(at: string, env: Record<string, string> = {}): { status: number | null; addons: string[]; stderr: string } {
+  fs.mkdirSync(path.dirname(at), { recursive: true });
+  fs.copyFileSync(path.join(repo, 'dist', 'incremental.cjs'), at);
+  const script = `require(${JSON.stringify(at)}); console.log(JSON.stringify(Object.keys(require.cache).filter((k) => k.endsWith('.node'))));`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, NODE_PATH: '', ...env } });
+  return { status: r.status, addons: r.status === 0 ? (JSON.parse(r.stdout) as string[]) : [], stderr: r.stderr };
+}
+
+test('the bundle finds lmdb in a node_modules folder above it', () => {
+  const pkg = path.join(dir, 'installed');
+  fs.mkdirSync(pkg);
+  fs.symlinkSync(path.join(repo, 'node_modules'), path.join(pkg, 'node_modules'));
+  const r = load(path.join(pkg, 'dist', 'incremental.cjs'));
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.addons.length, 1, r.addons.join('\n'));
+  assert.match(path.basename(r.addons[0]!), /^node\..*\.node$/);
+  assert.ok(r.addons[0]!.startsWith(fs.realpathSync(path.join(repo, 'node_modules', '@lmdb'))), r.addons[0]);
+});
+
+test('with no node_modules folder above it, the bundle finds lmdb through NODE_PATH, and says so when it cannot', () => {
+  const alone = path.join(dir, 'alone', 'incremental.cjs');
+  const missing = load(alone);
+  assert.notEqual(missing.status, 0);
+  assert.match(missing.stderr, /Error: Cannot find module 'lmdb'/);
+  const r = load(alone, { NODE_PATH: path.join(repo, 'node_modules') });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.addons.length, 1, r.addons.join('\n'));
+});
