@@ -1,0 +1,65 @@
+// Bundles what `tsc` wrote to dist/ into the files bin/wg.cjs loads (`npm run bundle`):
+//   dist/fast-noop.cjs    the no-op answer, loaded by every `wg build`
+//   dist/code-cache.cjs   the loader of the incremental bundle through V8's code cache
+//   dist/incremental.cjs  the incremental path, lmdb and msgpackr included
+//   dist/wg.mjs           the full CLI, as one ES module
+// Each is one file because resolving and linking modules one by one cost more than running them.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dist = path.join(root, 'dist');
+const common = { bundle: true, platform: 'node', target: 'node20', logLevel: 'warning', absWorkingDir: root };
+
+/**
+ * esbuild turns each `import * as fs from 'node:fs'` of a CommonJS bundle into a fresh namespace object whose
+ * every property is a getter: 41 of them in the incremental bundle, ~6 ms of its ~37 ms load. An ES module's
+ * namespace is one object however many modules import it, so one per module (and mode) is also the faithful
+ * form. The helper's text is esbuild's; if it changes, this fails rather than leaving the bundle unpatched.
+ */
+function shareNamespaces(file) {
+  const helper = /^var __toESM = \(mod, isNodeMode, (target\d*)\) =>/gm;
+  const text = fs.readFileSync(file, 'utf8');
+  const found = [...text.matchAll(helper)];
+  if (found.length !== 1) throw new Error(`${file}: esbuild's __toESM helper not found once; update scripts/bundle.mjs`);
+  const shared =
+    'var __toESMShared = [new WeakMap(), new WeakMap()];\n' +
+    'var __toESM = (mod, isNodeMode) => {\n' +
+    '  if (mod == null || typeof mod !== "object" && typeof mod !== "function") return __toESMOne(mod, isNodeMode);\n' +
+    '  const seen = __toESMShared[isNodeMode ? 1 : 0];\n' +
+    '  let ns = seen.get(mod);\n' +
+    '  if (ns === undefined) seen.set(mod, (ns = __toESMOne(mod, isNodeMode)));\n' +
+    '  return ns;\n' +
+    '};\n' +
+    `var __toESMOne = (mod, isNodeMode, ${found[0][1]}) =>`;
+  fs.writeFileSync(file, text.replace(helper, shared));
+}
+
+await build({ ...common, entryPoints: ['dist/engine/fast-noop.js'], format: 'cjs', outfile: 'dist/fast-noop.cjs' });
+shareNamespaces(path.join(dist, 'fast-noop.cjs'));
+
+await build({ ...common, entryPoints: ['dist/engine/code-cache.js'], format: 'cjs', outfile: 'dist/code-cache.cjs' });
+
+await build({
+  ...common,
+  entryPoints: ['dist/engine/incremental.js'],
+  format: 'cjs',
+  outfile: 'dist/incremental.cjs',
+  // lmdb's ES sources find their native addon from import.meta.url: engine/lmdb-url.ts says where lmdb is.
+  define: { 'import.meta.url': 'wgLmdbUrl', 'process.env.MSGPACKR_NATIVE_ACCELERATION_DISABLED': '"true"' },
+  inject: ['dist/engine/lmdb-url.js'],
+});
+shareNamespaces(path.join(dist, 'incremental.cjs'));
+
+await build({
+  ...common,
+  entryPoints: ['dist/engine/cli.js'],
+  format: 'esm',
+  outfile: 'dist/wg.mjs',
+  external: ['lmdb'],
+  // Bundled CommonJS dependencies call require(), which an ES module does not have.
+  banner: { js: "import { createRequire as wgCreateRequire } from 'node:module'; const require = wgCreateRequire(import.meta.url);" },
+});
