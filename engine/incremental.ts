@@ -145,13 +145,23 @@ function rekey(req: IncrementalRequest, plan: StoredPlan, changes: Changes): Map
 
 /** Runs the build if it can; the exit code, or null (nothing done) for the full path. */
 export async function runIncremental(req: IncrementalRequest): Promise<number | null> {
-  const { args, check } = req;
-  const { snapshot } = check;
+  const { snapshot } = req.check;
   const startedMs = Date.now() - Number(process.hrtime.bigint() - req.started) / 1e6;
   // Wall-clock time before any changed input is read, for the new snapshot's racy check.
   const readStartNs = BigInt(Date.now()) * 1_000_000n;
-  const plan = StoredPlan.read(check.file, snapshot.argsId, snapshot.build);
+  const plan = StoredPlan.read(req.check.file, snapshot.argsId, snapshot.build);
   if (!plan) return null;
+  try {
+    return await buildIncremental(req, plan, readStartNs, startedMs);
+  } finally {
+    plan.close();
+  }
+}
+
+/** The incremental build itself, on the plan read. */
+async function buildIncremental(req: IncrementalRequest, plan: StoredPlan, readStartNs: bigint, startedMs: number): Promise<number | null> {
+  const { args, check } = req;
+  const { snapshot } = check;
   const changes = readChanges(req, plan);
   if (!changes) return null;
   const moved = rekey(req, plan, changes);

@@ -143,6 +143,26 @@ describe('incremental path', () => {
     assert.deepEqual(statuses(edited), { '//a:cpu': 'built', '//b:cpu': 'built', '//c:cpu': 'cached' });
   });
 
+  test('a plan cut short is not trusted: the edit goes down the full path, which writes a whole one', async () => {
+    const ws = await fresh();
+    const plans = path.join(ws.cacheDir, 'snapshots');
+    const [plan] = fs.readdirSync(plans).filter((f) => f.endsWith('.plan.v8'));
+    const file = path.join(plans, plan!);
+    fs.truncateSync(file, fs.statSync(file).size - 10);
+    ws.write('src/b/in.txt', 'b2\n');
+    const cut = (await ws.build()) as Json;
+    assert.equal(cut.incremental, undefined, cut.stderr);
+    assert.deepEqual(statuses(cut), { '//a:cpu': 'cached', '//b:cpu': 'built', '//c:cpu': 'cached' });
+    assert.equal(out(ws, 'b'), 'b2\n');
+
+    await sleep(PAST_RACY_WINDOW_MS);
+    await ws.build();
+    ws.write('src/b/in.txt', 'b3\n');
+    const next = (await ws.build()) as Json;
+    assert.equal(next.incremental, true, next.stderr);
+    assert.equal(out(ws, 'b'), 'b3\n');
+  });
+
   test('an edit that breaks the build fails it with the full path words, and the fix builds', async () => {
     const ws = await fresh();
     ws.write('BUILD.yaml', BUILD_YAML.replace('cmd: cat in.txt > out.txt\n    outs: [out.txt]\n  b:', 'cmd: grep -q a in.txt && cat in.txt > out.txt\n    outs: [out.txt]\n  b:'));
