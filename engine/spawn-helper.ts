@@ -10,7 +10,8 @@
 // opened with O_APPEND by wg, so both open files write at its end. A helper that ends (killed, or cannot reopen
 // a log) is not used again: later steps are spawned by wg itself.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 
 export interface Started {
   pid: number;
@@ -37,6 +38,8 @@ type Reply =
 
 /** Why a step whose exit the helper took with it fails. */
 export const HELPER_LOST = 'the spawn helper ended while it ran';
+/** Why a step fails whose start the helper did not live to report. */
+const HELPER_LOST_UNSTARTED = 'the spawn helper ended before it said whether the command started';
 
 // A script, not a module: `node -e` starts fastest so. Checks its parent before each spawn: a message wg sent
 // just before it was SIGKILLed must not start a step that no ledger will list.
@@ -47,9 +50,9 @@ const parent = process.ppid;
 process.on('disconnect', () => process.exit(0));
 process.on('message', (m) => {
   if (process.ppid !== parent) process.exit(0);
-  let out;
+  let out = 'ignore';
   try {
-    out = fs.openSync('/proc/' + parent + '/fd/' + m.outFd, 'a');
+    if (m.outFd !== null) out = fs.openSync('/proc/' + parent + '/fd/' + m.outFd, 'a');
   } catch (e) {
     process.send({ id: m.id, error: e.message, helper: true });
     return;
@@ -58,11 +61,11 @@ process.on('message', (m) => {
   try {
     child = spawn(m.cmd, m.args, { cwd: m.cwd, env: m.env, stdio: ['ignore', out, out], detached: true });
   } catch (e) {
-    fs.closeSync(out);
+    if (out !== 'ignore') fs.closeSync(out);
     process.send({ id: m.id, error: e.message, helper: false });
     return;
   }
-  fs.closeSync(out);
+  if (out !== 'ignore') fs.closeSync(out);
   if (child.pid === undefined) {
     child.once('error', (e) => process.send({ id: m.id, error: e.message, helper: false }));
     return;
@@ -162,17 +165,25 @@ class SpawnHelper {
     const lost = [...this.pending.values()];
     this.pending.clear();
     for (const p of lost) {
-      // Not spawned again by wg: the helper may have started it before it ended.
-      if (p.pid === null) p.failed(new Error(HELPER_LOST));
+      // Not spawned again by wg: the helper may have started it before it ended (and then nobody knows its group:
+      // the one step a helper killed in that instant runs on unrecorded, as a step wg is SIGKILLed in the instant
+      // between spawning it and writing its ledger line does).
+      if (p.pid === null) p.failed(new Error(HELPER_LOST_UNSTARTED));
       else p.exited({ code: null, signal: null, lost: HELPER_LOST });
     }
   }
 
+  /** Whether the helper is up, without counting a spawn towards starting it. */
+  get up(): boolean {
+    return this.online && !this.broken;
+  }
+
   /**
-   * Spawns `cmd` as the leader of a new session, its output appended to `outFd`; rejects when it cannot start.
-   * A rejection with `helper: true` says the helper failed, not the command: the caller spawns it itself.
+   * Spawns `cmd` as the leader of a new session, its output appended to `outFd` (or dropped: null); rejects when
+   * it cannot start. A rejection with `helper: true` says the helper failed, not the command: the caller spawns
+   * it itself.
    */
-  spawn(cmd: string, args: string[], options: { cwd: string; env: Record<string, string>; outFd: number }): Promise<Started> {
+  spawn(cmd: string, args: string[], options: { cwd: string; env: Record<string, string>; outFd: number | null }): Promise<Started> {
     const id = this.nextId++;
     return new Promise<Started>((resolve, reject) => {
       let exited!: Pending['exited'];
@@ -190,3 +201,18 @@ class SpawnHelper {
 }
 
 export const spawnHelper = new SpawnHelper();
+
+/**
+ * Runs a command of wg's own (the cache's `sync`) to its end, output dropped, through the helper once it is up:
+ * a build flushes its cache a few times a second. Rejects when it cannot run or exits non-zero.
+ */
+export async function runCommand(cmd: string, args: string[]): Promise<void> {
+  if (!spawnHelper.up) {
+    await promisify(execFile)(cmd, args);
+    return;
+  }
+  const started = await spawnHelper.spawn(cmd, args, { cwd: process.cwd(), env: process.env as Record<string, string>, outFd: null });
+  const exit = await started.exited;
+  if (exit.lost) throw new Error(`${cmd}: ${exit.lost}`);
+  if (exit.code !== 0) throw new Error(`${cmd} ${exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`}`);
+}

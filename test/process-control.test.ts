@@ -227,12 +227,12 @@ describe('the spawn helper', () => {
   it('a helper killed while a step runs fails that step, kills its group, and later steps are spawned by wg', async () => {
     const marker = randomUUID();
     const ws = TempWorkspace.create();
-    // `victim` kills its parent, the helper. It goes first (its dependent `tail` gives it the longer path), and
+    // `victim` kills its parent, the helper (once the helper has had time to report it started). It goes first (its dependent `tail` gives it the longer path), and
     // with -j 1 nothing else runs meanwhile; `later` starts after the helper is gone.
     ws.write(
       'BUILD.yaml',
       `variants:\n  cpu: {}\npackages:\n${warmup()}` +
-        `  victim:\n    rule: command\n    cmd: "kill -9 $PPID; sleep 1000 & sleep 1000"\n    env: {WG_RUN_MARKER: "${marker}"}\n    deps: [pause]\n` +
+        `  victim:\n    rule: command\n    cmd: "sleep 0.2; kill -9 $PPID; sleep 1000 & sleep 1000"\n    env: {WG_RUN_MARKER: "${marker}"}\n    deps: [pause]\n` +
         `  tail:\n    rule: command\n    cmd: "true"\n    deps: [victim]\n` +
         `  later:\n    rule: command\n    cmd: "true"\n    deps: [pause]\n`,
     );
@@ -246,6 +246,9 @@ describe('the spawn helper', () => {
       const victim = result.targets.find((t) => t.label === '//victim:cpu')!;
       assert.match(victim.error ?? '', /^command: the spawn helper ended while it ran \(killed process group \d+\)$/);
       assert.deepEqual(markedProcesses(marker), [], 'the step outlived its lost helper');
+      // The cache's flushes (their `sync` ran through the helper until it ended) stored every result built.
+      const again = statuses(await ws.build(['-j', '1', '-k', '//pause:cpu', '//later:cpu']));
+      assert.deepEqual(again, { '//later:cpu': 'cached', '//pause:cpu': 'cached', ...Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`//w${i + 1}:cpu`, 'cached'])) });
     } finally {
       killAll(markedProcesses(marker));
       ws.remove();
