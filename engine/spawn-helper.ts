@@ -1,6 +1,6 @@
 // Spawning from a small helper process. libuv's spawn forks: the kernel copies the page tables of every mapping of
 // the forking process, the parent then takes a write fault on each page it touches until the child has exec'd,
-// and the child tears the copy down again in exec. For wg (150 MB resident) that came to some 5 ms of CPU per
+// and the child tears the copy down again in exec. For wg (150 MB resident) that came to 4-5 ms of CPU per
 // step, and from a worker thread it stalls the main thread as well (a fork holds the mm lock its page faults
 // wait for). The helper is a bare Node of a few dozen MB that only spawns: wg sends it a step over an IPC channel,
 // it replies with the pid and later with how the child ended.
@@ -99,11 +99,6 @@ class SpawnHelper {
     if (this.broken) return false;
     if (this.child === null && ++this.asked > SPAWNS_BEFORE_HELPER) this.start();
     return this.online;
-  }
-
-  /** The helper's pid once it runs (for the tests that kill it). */
-  get pid(): number | null {
-    return this.online ? (this.child?.pid ?? null) : null;
   }
 
   private start(): void {
