@@ -106,7 +106,7 @@ function stepEnv(input: ActionInput, grant: Grant, sandbox: string): Record<stri
 
 export async function executeAction(input: ActionInput, grant: Grant, options: ExecutorOptions): Promise<ActionResult> {
   const started = Date.now();
-  const sandbox = options.sandboxes.acquire(input.label);
+  const sandbox = options.sandboxes.acquire(input.label, input.source !== null && !('materialize' in input.source));
   const logFd = await openLog(options.logPath, options.appendLog ? APPEND : TRUNCATE_APPEND);
   // Every byte that reaches the log passes a redaction of the secrets (rules and sources log through here too).
   const secrets = input.secrets.filter((s) => s.value !== '');
