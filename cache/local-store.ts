@@ -42,7 +42,12 @@ export interface Kv {
   putMany(entries: [string, unknown][]): void;
 }
 
-const run = promisify(execFile);
+/** Runs a command to its end; rejects when it cannot run or exits non-zero. */
+export type CommandRunner = (cmd: string, args: string[]) => Promise<void>;
+
+const execRun: CommandRunner = async (cmd, args) => {
+  await promisify(execFile)(cmd, args);
+};
 /** How long finished results wait to be committed together. */
 const GROUP_COMMIT_MS = 250;
 
@@ -86,6 +91,8 @@ export class LocalStore {
   private readonly pending = new Map<string, ActionResult>();
   private flushTimer: NodeJS.Timeout | null = null;
   private statsSaved: Promise<void> = Promise.resolve();
+  /** How `sync` is run; a build replaces it (engine/spawn-helper.ts) so the flush does not fork all of wg. */
+  private run: CommandRunner = execRun;
 
   private constructor(dir: string, realDir: string) {
     this.dir = dir;
@@ -110,16 +117,19 @@ export class LocalStore {
     this.kvs = { probes: kv('probes'), history: kv('history'), records: kv('records') };
   }
 
-  static open(dir: string): LocalStore {
+  /** `run`, when given, runs the flush's `sync` (for every user of this handle, which is shared per folder). */
+  static open(dir: string, run?: CommandRunner): LocalStore {
     const abs = resolve(dir);
     for (const sub of ['index', 'cas', 'tmp']) mkdirSync(join(abs, sub), { recursive: true });
     const real = realpathSync(abs);
     const shared = openStores.get(real);
     if (shared) {
       shared.refs++;
+      if (run) shared.store.run = run;
       return shared.store;
     }
     const store = new LocalStore(abs, real);
+    if (run) store.run = run;
     openStores.set(real, { store, refs: 1 });
     store.cas.sweepTmp();
     return store;
@@ -201,9 +211,9 @@ export class LocalStore {
     const batch = [...this.pending.values()];
     const records = this.cas.heldRecords();
     try {
-      await run('sync', ['-f', this.dir]);
+      await this.run('sync', ['-f', this.dir]);
     } catch {
-      await run('sync', []); // coreutils without -f (or another sync): the whole machine, still correct
+      await this.run('sync', []); // coreutils without -f (or another sync): the whole machine, still correct
     }
     // Blob fingerprints join the entries' transaction: a blob is trusted unread only once it is durable.
     this.cas.commitRecords(records);

@@ -28,6 +28,7 @@ import { loadPlugins, runPostBuildHooks, withoutPlugins, type LoadedPlugin, type
 import { resolveRemote, type RemoteFlags } from './remote-config.js';
 import type { RemoteStats, TieredCache } from '../cache/tiered-cache.js';
 import { schedule, type Job, type Limits, type ScheduleOrder } from './scheduler.js';
+import { runCommand } from './spawn-helper.js';
 import { TargetRunner, targetReport } from './target-runner.js';
 import { planAction } from './action-plan.js';
 import { sortCodeUnits } from './code-unit-sort.js';
@@ -248,7 +249,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
   if (remoteConfig.errors.length > 0) throw new UsageError(remoteConfig.errors.join('\n'));
   for (const message of remoteConfig.warnings) emit({ type: 'warning', message });
 
-  const store = LocalStore.open(options.cacheDir);
+  const store = LocalStore.open(options.cacheDir, runCommand);
   let remote: TieredCache | null = null;
   try {
     const planned = await planSelection(selection, store, options.cacheDir, inputs);

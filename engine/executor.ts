@@ -106,9 +106,8 @@ function stepEnv(input: ActionInput, grant: Grant, sandbox: string): Record<stri
 
 export async function executeAction(input: ActionInput, grant: Grant, options: ExecutorOptions): Promise<ActionResult> {
   const started = Date.now();
-  const sandbox = options.sandboxes.acquire(input.label);
-  // Readable too: a failed step's output is searched for signs of the OOM killer.
-  const logFd = await openLog(options.logPath, options.appendLog ? 'a+' : 'w+');
+  const sandbox = options.sandboxes.acquire(input.label, input.source !== null && !('materialize' in input.source));
+  const logFd = await openLog(options.logPath, options.appendLog ? APPEND : TRUNCATE_APPEND);
   // Every byte that reaches the log passes a redaction of the secrets (rules and sources log through here too).
   const secrets = input.secrets.filter((s) => s.value !== '');
   // Closed before the log is stored: from then on it is a CAS blob, and a write would corrupt it.
@@ -253,10 +252,18 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
 }
 
 /**
+ * Flags of the log: always O_APPEND, because a step spawned by the spawn helper writes to a second open file of it
+ * (spawn-helper.ts), and only appending keeps the two from writing over each other. Readable too: a failed step's
+ * output is searched for signs of the OOM killer.
+ */
+const APPEND = fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_APPEND;
+const TRUNCATE_APPEND = APPEND | fs.constants.O_TRUNC;
+
+/**
  * Opens the log, making its folder only when it is missing (a build opens a thousand logs in one folder). Off the
  * main thread: creating a file costs up to a millisecond on ext4, taken there from every other running action.
  */
-async function openLog(file: string, flags: string): Promise<number> {
+async function openLog(file: string, flags: number): Promise<number> {
   const open = (): Promise<number> => new Promise((resolve, reject) => fs.open(file, flags, (e, fd) => (e ? reject(e) : resolve(fd))));
   try {
     return await open();
@@ -324,6 +331,7 @@ async function runStep(
   }
   if (options.usage) options.usage.peakBytes = Math.max(options.usage.peakBytes, exit.peakBytes);
   if (options.signal.aborted) throw new ActionFailure('interrupted', `${opts.step}: interrupted`);
+  if (exit.lost) throw new ActionFailure('setup-failed', `${opts.step}: ${exit.lost} (killed process group ${exit.pgid})`);
   if (timer.timedOut) {
     throw new ActionFailure('timed-out', `timed out after ${formatDuration(timer.timeoutMs)} (killed process group ${exit.pgid})`);
   }

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import type { Ledger } from './ledger.js';
-import { spawnThread, type Started } from './spawn-thread.js';
+import { spawnHelper, type Started } from './spawn-helper.js';
 
 /** How long a group gets between SIGTERM and SIGKILL. */
 export const KILL_GRACE_MS = 2000;
@@ -121,6 +121,8 @@ export interface StepExit {
   terminated: boolean;
   /** Peak of the group's summed resident memory while it ran, in bytes (0 if it ended before the first sample). */
   peakBytes: number;
+  /** Set when nobody could see how the leader ended (the spawn helper ended first): why. */
+  lost?: string;
 }
 
 export interface SpawnOptions {
@@ -174,7 +176,7 @@ export class ProcessGroups {
 
   /**
    * Spawns `argv` as the leader of a new process group; rejects (now, or through `finished`) if it cannot start.
-   * Off the main thread when it can be (spawn-thread.ts); a step whose output is piped through `onOutput` is
+   * By the spawn helper when it can be (spawn-helper.ts); a step whose output is piped through `onOutput` is
    * spawned here, where its pipes are read.
    */
   async spawn(argv: string[], options: SpawnOptions): Promise<RunningGroup> {
@@ -190,8 +192,16 @@ export class ProcessGroups {
     let exited: Started['exited'];
     let drained: Promise<unknown> = Promise.resolve();
     let child: ChildProcess | null = null;
-    if (!options.onOutput && spawnThread.ready()) {
-      const started = await spawnThread.spawn(cmd, args, { cwd: options.cwd, env: options.env, outFd: options.outFd });
+    let started: Started | null = null;
+    if (!options.onOutput && spawnHelper.ready()) {
+      try {
+        started = await spawnHelper.spawn(cmd, args, { cwd: options.cwd, env: options.env, outFd: options.outFd });
+      } catch (e) {
+        // The helper's own failure: the step is spawned here instead. The command's failure is the step's.
+        if (!(e as { helper?: boolean }).helper) throw e;
+      }
+    }
+    if (started) {
       ({ pid: pgid, startTime, exited } = started);
     } else {
       const out = options.onOutput ? 'pipe' : options.outFd;
@@ -235,7 +245,7 @@ export class ProcessGroups {
       killTimer = setTimeout(() => signalGroup(pgid, 'SIGKILL'), KILL_GRACE_MS);
     };
 
-    const finished = exited.then(async ({ code, signal }): Promise<StepExit> => {
+    const finished = exited.then(async ({ code, signal, lost }): Promise<StepExit> => {
       let gone = false;
       if (terminatedAt !== null) {
         // Members get the rest of their grace period to end on SIGTERM; then the timer's SIGKILL.
@@ -254,7 +264,7 @@ export class ProcessGroups {
       child?.stdout?.destroy();
       child?.stderr?.destroy();
       this.release(pgid, gone);
-      return { pgid, code, signal, terminated: terminatedAt !== null, peakBytes: group.peakBytes };
+      return { pgid, code, signal, terminated: terminatedAt !== null, peakBytes: group.peakBytes, ...(lost ? { lost } : {}) };
     });
     return { pgid, terminate, finished };
   }

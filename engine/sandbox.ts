@@ -1,9 +1,12 @@
-// The folders actions run in. A sandbox holds home/, tmp/, out/ and deps/ when the action starts, nothing else.
+// The folders actions run in. A sandbox holds home/, tmp/, out/ and deps/ when the action starts, nothing else
+// (the executor then copies the action's source into src/).
 //
 // A fresh folder per action cost five new inodes (the folder and its four), 0.3-1 ms each on ext4, where a rename
 // costs 0.02 ms: so the folder of an action that succeeded is emptied and renamed for the next one. Emptying is not
 // assumed but done: everything in it is removed except the four folders, themselves emptied, so the next action
-// finds exactly what a fresh sandbox holds. A failed action's folder is never reused: it stays for inspection.
+// finds exactly what a fresh sandbox holds. An emptied src/ is kept too, for the next action with a source to copy
+// into (one inode less to make and to remove), and taken away from one without. A failed action's folder is never
+// reused: it stays for inspection.
 
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -11,6 +14,8 @@ import * as path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 
 const FIXED = ['home', 'tmp', 'out', 'deps'];
+/** Kept emptied when the action left it, but never made: only an action with a source gets it. */
+const SOURCE = 'src';
 const NAME_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
 /** `label-XXXXXX`, as mkdtemp names them. */
@@ -20,12 +25,12 @@ function sandboxName(label: string): string {
 }
 
 /**
- * Empties a used sandbox in place: the four folders stay (emptied, their mode restored), everything else goes;
- * false when something resists. Self-contained (it uses only its arguments) because the janitor thread runs its
- * source. By hand rather than by fs.rmSync: the file type comes with the listing, so each entry costs one unlink or
- * rmdir and no lstat.
+ * Empties a used sandbox in place: the four folders stay (emptied, their mode restored), and `kept` when it is
+ * there; everything else goes; false when something resists. Self-contained (it uses only its arguments) because
+ * the janitor thread runs its source. By hand rather than by fs.rmSync: the file type comes with the listing, so
+ * each entry costs one unlink or rmdir and no lstat.
  */
-function emptySandbox(fs: typeof import('node:fs'), dir: string, fixed: string[], fixedMode: number): boolean {
+function emptySandbox(fs: typeof import('node:fs'), dir: string, fixed: string[], kept: string, fixedMode: number): boolean {
   const emptyDir = (d: string): void => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = `${d}/${e.name}`;
@@ -38,7 +43,7 @@ function emptySandbox(fs: typeof import('node:fs'), dir: string, fixed: string[]
   try {
     // Modes first: an action may have made its folders read-only, which would also stop the emptying.
     fs.chmodSync(dir, 0o700);
-    for (const d of fixed) {
+    for (const d of [...fixed, kept]) {
       try {
         fs.chmodSync(`${dir}/${d}`, fixedMode);
       } catch {
@@ -49,7 +54,7 @@ function emptySandbox(fs: typeof import('node:fs'), dir: string, fixed: string[]
       const p = `${dir}/${e.name}`;
       if (e.isDirectory()) {
         emptyDir(p);
-        if (!fixed.includes(e.name)) fs.rmdirSync(p);
+        if (!fixed.includes(e.name) && e.name !== kept) fs.rmdirSync(p);
       } else fs.unlinkSync(p);
     }
     // The action may have removed one of them.
@@ -80,7 +85,7 @@ parentPort.on('message', (m) => {
     parentPort.close();
     return;
   }
-  const ok = emptySandbox(fs, m.dir, m.fixed, m.fixedMode);
+  const ok = emptySandbox(fs, m.dir, m.fixed, m.kept, m.fixedMode);
   if (ok) emptied.add(m.dir);
   else {
     try {
@@ -107,8 +112,11 @@ export class Sandboxes {
 
   constructor(readonly root: string) {}
 
-  /** A sandbox for `label`, named after it (the name failures print). */
-  acquire(label: string): string {
+  /**
+   * A sandbox for `label`, named after it (the name failures print). `withSource`: the action copies a source into
+   * src/, which may then already be there (empty); without, it is not.
+   */
+  acquire(label: string, withSource: boolean): string {
     const reused = this.idle.pop();
     if (reused !== undefined) {
       const dir = path.join(this.root, sandboxName(label));
@@ -117,6 +125,7 @@ export class Sandboxes {
         // another process taking it meanwhile as unlikely as a mkdtemp collision.
         if (!fs.existsSync(dir)) {
           fs.renameSync(reused, dir);
+          if (!withSource) fs.rmSync(path.join(dir, SOURCE), { recursive: true, force: true });
           return dir;
         }
         this.idle.push(reused);
@@ -146,11 +155,11 @@ export class Sandboxes {
       if (janitor) {
         this.inFlight++;
         janitor.ref();
-        janitor.postMessage({ dir, fixed: FIXED, fixedMode });
+        janitor.postMessage({ dir, fixed: FIXED, kept: SOURCE, fixedMode });
         return;
       }
     }
-    if (emptySandbox(fs, dir, FIXED, fixedMode)) this.idle.push(dir);
+    if (emptySandbox(fs, dir, FIXED, SOURCE, fixedMode)) this.idle.push(dir);
     // Something in it resists removal (a read-only folder deeper down): it goes in the background, whatever it
     // takes, and the next action gets a fresh folder.
     else this.discard(dir);

@@ -79,3 +79,31 @@ describe('sandbox reuse', () => {
     assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
   });
 });
+
+// Actions with a source and without, alternating, so each kind gets sandboxes the other used: one with a source
+// must find in src/ its own files only, with the mode a new folder gets; one without must find no src/, even when
+// an earlier action without a source made one.
+const WITH_SOURCE = '{ ls -A; stat -c %a .; ls -A ..; } > "$TMPDIR/seen" && mkdir -p junk/j && touch junk/j/f litter && chmod 700 . && mv "$TMPDIR/seen" seen.txt';
+const WITHOUT_SOURCE = 'ls -A .. > seen.txt && mkdir -p ../src/made && touch ../src/made/f';
+const MIXED = Array.from({ length: 12 }, (_, i) => `m${String(i).padStart(2, '0')}`);
+const MIXED_YAML = `variants:
+  cpu: {}
+packages:
+${MIXED.map((name, i) => `  ${name}:\n    rule: command\n${i % 2 === 0 ? '    source: pkg\n' : ''}    cmd: ${JSON.stringify(i % 2 === 0 ? WITH_SOURCE : WITHOUT_SOURCE)}\n    outs: [seen.txt]\n${i > 0 ? `    deps: [${MIXED[i - 1]}]\n` : ''}`).join('')}`;
+
+describe('sandbox reuse with sources', () => {
+  const ws = TempWorkspace.create({ 'BUILD.yaml': MIXED_YAML, 'pkg/input.txt': 'in\n' });
+  after(() => ws.remove());
+
+  test('an action with a source finds only its own files in src/; one without finds no src/', async () => {
+    const r = await ws.build(['-j', '1']);
+    assert.deepEqual(new Set(Object.values(statuses(r))), new Set(['built']));
+    const mode = (0o777 & ~process.umask()).toString(8);
+    MIXED.forEach((name, i) => {
+      const seen = ws.read(`wg-out/out/${name}.cpu.seen.txt`);
+      if (i % 2 === 0) assert.equal(seen, `input.txt\n${mode}\ndeps\nhome\nout\nsrc\ntmp\n`, name);
+      else assert.equal(seen, 'deps\nhome\nout\ntmp\nwork\n', name);
+    });
+    assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
+  });
+});

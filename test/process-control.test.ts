@@ -186,3 +186,134 @@ describe('the ledger of process groups', () => {
     }
   });
 });
+
+/** The parent pid of process `pid` (field 4 of /proc/PID/stat), or null when it is gone. */
+function parentOf(pid: number): number | null {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(text.slice(text.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return null;
+  }
+}
+
+/** Whether process `pid` runs (a zombie, left for an init that may never reap it, does not). */
+function alive(pid: number): boolean {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^[ZX]/.test(text.slice(text.lastIndexOf(')') + 2));
+  } catch {
+    return false;
+  }
+}
+
+/** The processes that spawned the marked steps, other than wg (`wgPid`): the spawn helper. */
+function helpersOf(marker: string, wgPid: number): Set<number> {
+  const marked = markedProcesses(marker);
+  return new Set(marked.map(parentOf).filter((p): p is number => p !== null && p !== wgPid && p !== 1 && !marked.includes(p)));
+}
+
+/**
+ * Nine quick targets, then `pause` (one second) after them: wg starts its spawn helper by the ninth spawn, so the
+ * steps after `pause` are spawned by the helper, and are its children.
+ */
+function warmup(): string {
+  const names = Array.from({ length: 9 }, (_, i) => `w${i + 1}`);
+  const quick = names.map((n) => `  ${n}:\n    rule: command\n    cmd: "true"\n`).join('');
+  return `${quick}  pause:\n    rule: command\n    cmd: "sleep 1"\n    deps: [${names.join(', ')}]\n`;
+}
+
+describe('the spawn helper', () => {
+  it('a helper killed while a step runs fails that step, kills its group, and later steps are spawned by wg', async () => {
+    const marker = randomUUID();
+    const ws = TempWorkspace.create();
+    // `victim` kills its parent, the helper (once the helper has had time to report it started). It goes first (its dependent `tail` gives it the longer path), and
+    // with -j 1 nothing else runs meanwhile; `later` starts after the helper is gone.
+    ws.write(
+      'BUILD.yaml',
+      `variants:\n  cpu: {}\npackages:\n${warmup()}` +
+        `  victim:\n    rule: command\n    cmd: "sleep 0.2; kill -9 $PPID; sleep 1000 & sleep 1000"\n    env: {WG_RUN_MARKER: "${marker}"}\n    deps: [pause]\n` +
+        `  tail:\n    rule: command\n    cmd: "true"\n    deps: [victim]\n` +
+        `  later:\n    rule: command\n    cmd: "true"\n    deps: [pause]\n`,
+    );
+    try {
+      const result = await ws.build(['-j', '1', '-k'], { expectCode: 1 });
+      const s = statuses(result);
+      assert.equal(s['//victim:cpu'], 'failed');
+      assert.equal(s['//tail:cpu'], 'skipped');
+      assert.equal(s['//later:cpu'], 'built');
+      assert.equal(s['//pause:cpu'], 'built');
+      const victim = result.targets.find((t) => t.label === '//victim:cpu')!;
+      assert.match(victim.error ?? '', /^command: the spawn helper ended while it ran \(killed process group \d+\)$/);
+      assert.deepEqual(markedProcesses(marker), [], 'the step outlived its lost helper');
+      // The cache's flushes (their `sync` ran through the helper until it ended) stored every result built.
+      const again = statuses(await ws.build(['-j', '1', '-k', '//pause:cpu', '//later:cpu']));
+      assert.deepEqual(again, { '//later:cpu': 'cached', '//pause:cpu': 'cached', ...Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`//w${i + 1}:cpu`, 'cached'])) });
+    } finally {
+      killAll(markedProcesses(marker));
+      ws.remove();
+    }
+  });
+
+  it('Ctrl-C at the terminal (SIGINT to the process group) stops steps the helper spawned; the helper ends with wg', async () => {
+    const marker = randomUUID();
+    const ws = TempWorkspace.create();
+    const step = (n: string): string =>
+      `  ${n}:\n    rule: command\n    cmd: "sleep 1000 & sleep 1000"\n    env: {WG_RUN_MARKER: "${marker}"}\n    deps: [pause]\n`;
+    ws.write('BUILD.yaml', `variants:\n  cpu: {}\npackages:\n${warmup()}${step('s1')}${step('s2')}`);
+    // A session of its own, as a shell gives a job: the signal goes to the whole group, wg and all it started.
+    const child = spawn(process.execPath, [WG_BIN, 'build', '--json', '-j', '4'], {
+      cwd: ws.dir,
+      env: { ...process.env, WG_CACHE_DIR: ws.cacheDir },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const done = new Promise<number | null>((resolve) => child.on('close', resolve));
+    try {
+      await until('both actions to start', 20_000, () => markedProcesses(marker).length >= 4);
+      const helpers = helpersOf(marker, child.pid!);
+      assert.ok(helpers.size >= 1, 'no step was spawned by the helper');
+      process.kill(-child.pid!, 'SIGINT');
+      const code = await done;
+      assert.equal(code, 130, stderr);
+      assert.deepEqual(markedProcesses(marker), [], 'processes of the interrupted builds outlived wg');
+      const result = JSON.parse(stdout) as BuildJson;
+      assert.equal(statuses(result)['//s1:cpu'], 'interrupted');
+      assert.equal(statuses(result)['//s2:cpu'], 'interrupted');
+      await until('the helper to end with wg', 5000, () => [...helpers].every((pid) => !alive(pid) || parentOf(pid) !== child.pid));
+    } finally {
+      killAll(markedProcesses(marker));
+      if (child.exitCode === null) child.kill('SIGKILL');
+      ws.remove();
+    }
+  });
+
+  it('a SIGKILLed wg leaves its helper to end by itself, and the next wg reaps the steps the helper spawned', async () => {
+    const marker = randomUUID();
+    const ws = TempWorkspace.create();
+    const step = (n: string): string =>
+      `  ${n}:\n    rule: command\n    cmd: "sleep 1000 & sleep 1000"\n    env: {WG_RUN_MARKER: "${marker}"}\n    deps: [pause]\n`;
+    ws.write('BUILD.yaml', `variants:\n  cpu: {}\npackages:\n${warmup()}${step('s1')}${step('s2')}  quick:\n    rule: command\n    cmd: "true"\n`);
+    try {
+      const wg = start(ws, ['build', '//s1:cpu', '//s2:cpu', '-j', '4']);
+      await until('both actions to start', 20_000, () => markedProcesses(marker).length >= 4);
+      const helpers = helpersOf(marker, wg.child.pid!);
+      assert.ok(helpers.size >= 1, 'no step was spawned by the helper');
+      wg.child.kill('SIGKILL');
+      await wg.done;
+      await until('the helper to end', 5000, () => [...helpers].every((pid) => !alive(pid)));
+      assert.ok(markedProcesses(marker).length >= 4, 'the orphans should have outlived the SIGKILLed wg');
+
+      const next = await ws.build(['//quick:cpu']);
+      assert.match(next.stderr, /^warning: reaped 2 orphaned action process groups from a previous run$/m);
+      assert.deepEqual(markedProcesses(marker), [], 'orphans survived the next wg');
+    } finally {
+      killAll(markedProcesses(marker));
+      ws.remove();
+    }
+  });
+});
