@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import PQueue from 'p-queue';
 import { LocalStore, type ActionResult } from '../cache/local-store.js';
 import type { Rule, Toolchain } from '../rules/rule.js';
-import { listTree, SourceError, treeDigest, type TreeEntry } from '../rules/source-path.js';
+import { SourceError, type TreeEntry } from '../rules/source-path.js';
 import { SourceNotFoundError, SourceUnavailableError } from '../rules/source-url.js';
 import { isPinned, resolveSource, type ResolvedSource } from '../rules/sources.js';
 import { probeToolchain, ToolchainError, type ProbedToolchain } from '../rules/toolchain.js';
@@ -31,6 +31,7 @@ import { schedule, type Job, type Limits, type ScheduleOrder } from './scheduler
 import { TargetRunner, targetReport } from './target-runner.js';
 import { planAction } from './action-plan.js';
 import { sortCodeUnits } from './code-unit-sort.js';
+import { sourceTree } from './source-tree.js';
 
 export interface BuildOptions {
   root: string;
@@ -435,8 +436,7 @@ function planTargets(
       source = trees.get(root) ?? null;
       if (!source) {
         try {
-          const entries = listTree(root, (f, st) => store.fileDigest(f, st), observe, (d, st) => store.listDir(d, st), folder?.stat);
-          source = { root, entries, digest: treeDigest(entries) };
+          source = { root, ...sourceTree(root, store.statCache, observe, folder?.stat) };
           trees.set(root, source);
         } catch (e) {
           if (!(e instanceof SourceError)) throw e;
