@@ -5,7 +5,9 @@
 // source files or patches changed, the incremental path rebuilds what they touch: its own bundle, lmdb and msgpackr
 // included (resolving their packages one by one cost more than running them), loaded through V8's code cache
 // (engine/code-cache.ts). Otherwise the CLI is loaded as one bundled ES module: resolving and linking some eighty
-// modules one by one cost about a tenth of a full-path build.
+// modules one by one cost about a tenth of a full-path build. lmdb and msgpackr are in that bundle too (their
+// import.meta.url points at lmdb's own files); msgpackr's native string extractor is not, and is still loaded: it
+// takes two fifths off decoding the 10,000 stat-cache records of a 10,000-target analysis.
 'use strict';
 const path = require('node:path');
 const { runFastNoop } = require('../dist/fast-noop.cjs');
