@@ -64,7 +64,7 @@ function replay(root: string, record: TreeRecord, observe: TreeObserver | undefi
   return entries;
 }
 
-/** listTree through the stat cache, keeping a record of the walk when nothing in it is racy and no entry is a symlink. */
+/** listTree through the stat cache; keeps a record of the walk when nothing in it is racy and nothing is a symlink. */
 function walk(root: string, store: TreeStore, observe: TreeObserver | undefined, rootStat: fs.BigIntStats | undefined): SourceTree {
   const startedMs = Date.now();
   const dir = path.join(root, '');
