@@ -51,7 +51,8 @@ const MAX_PLAIN_KEY_BYTES = 1024;
 
 /** An LMDB key for an arbitrary string id; long ids are replaced by their sha256 (never colliding with short ones). */
 export function boundedKey(id: string): string {
-  if (Buffer.byteLength(id) <= MAX_PLAIN_KEY_BYTES) return id;
+  // A UTF-16 code unit is at most three UTF-8 bytes: most ids are short enough not to be measured at all.
+  if (id.length * 3 <= MAX_PLAIN_KEY_BYTES || Buffer.byteLength(id) <= MAX_PLAIN_KEY_BYTES) return id;
   return `\0sha256:${createHash('sha256').update(id).digest('hex')}`;
 }
 

@@ -179,6 +179,33 @@ test('fileDigest hashes content and notices a change even when mtime is restored
   assert.throws(() => store.fileDigest('relative/path.py'), /absolute/);
 });
 
+test('stat cache: a path longer than an LMDB key, in few code units but many bytes, is kept under its hash', async (t) => {
+  const root = tempDir(t);
+  const env = openLmdb(join(root, 'db'), {});
+  t.after(() => env.close());
+  const open = (): StatCache =>
+    new StatCache(
+      env.openDB<StatEntry, string>({ name: 'stat' }),
+      env.openDB<ListingEntry, string>({ name: 'listings' }),
+      env.openDB<TreeRecord, string>({ name: 'trees' }),
+      0,
+    );
+  // Each name is 81 code units but 241 UTF-8 bytes: the path is over LMDB's key limit only when counted in bytes.
+  let dir = root;
+  for (let i = 0; i < 9; i++) dir = join(dir, '中'.repeat(80) + String(i));
+  mkdirSync(dir, { recursive: true });
+  const f = join(dir, 'mod.py');
+  writeFileSync(f, 'x = 1\n');
+  assert.ok(f.length < 1024 && Buffer.byteLength(f) > 2000);
+  const sc = open();
+  assert.equal(sc.fileDigest(f), sha256('x = 1\n'));
+  assert.deepEqual(sc.listDir(dir, statSync(dir, { bigint: true })), ['mod.py']);
+  await sc.save();
+  const next = open();
+  assert.equal(next.fileDigest(f), sha256('x = 1\n'));
+  assert.equal(next.hashes, 0);
+});
+
 test('stat cache: an unchanged file is not re-read; a freshly written one is re-read once (racy)', async (t) => {
   const root = tempDir(t);
   const env = openLmdb(join(root, 'db'), {});
