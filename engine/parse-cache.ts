@@ -4,13 +4,12 @@
 //
 // An entry is `<kind byte><u32 LE body length><body><spans>`. The body is the workspace as JSON (kind `J`):
 // JSON.parse built a 10,000-package workspace in a quarter of the time v8.deserialize took. A workspace JSON cannot
-// carry exactly (a NaN or -0 in an attribute, say) is stored v8-serialized instead (kind `V`). The spans, four
+// carry exactly (a -0 in a field, say) is stored v8-serialized instead (kind `V`). The spans, four
 // fifths of the bytes, follow the body and are read only when a diagnostic needs one.
 
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { isDeepStrictEqual } from 'node:util';
 import * as v8 from 'node:v8';
 import type { Rule } from '../rules/rule.js';
 import { BUILD_FILE, loadWorkspace, type PackageDecl, type Workspace } from './load.js';
@@ -87,13 +86,41 @@ function fromPlain(plain: PlainWorkspace, spans: SpanIndex): Workspace {
   };
 }
 
-/** The entry's body, as JSON when that restores exactly the same workspace (checked here, on the rare write). */
+/**
+ * Whether JSON.parse(JSON.stringify(v)) is v again: finite numbers other than -0, no undefined, no holes, and only
+ * plain objects and arrays. One walk: comparing a parsed copy with the workspace took longer than the copy.
+ */
+function jsonExact(v: unknown): boolean {
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(v) && !Object.is(v, -0);
+    case 'object': {
+      if (v === null) return true;
+      if (Array.isArray(v)) {
+        if (Object.getPrototypeOf(v) !== Array.prototype) return false;
+        for (let i = 0; i < v.length; i++) if (!(i in v) || !jsonExact(v[i])) return false;
+        return true;
+      }
+      if (Object.getPrototypeOf(v) !== Object.prototype || Object.getOwnPropertySymbols(v).length > 0) return false;
+      const names = Object.getOwnPropertyNames(v);
+      if (names.length !== Object.keys(v).length) return false; // a non-enumerable property JSON would drop
+      for (const name of names) if (!jsonExact((v as Record<string, unknown>)[name])) return false;
+      return true;
+    }
+    default:
+      return false; // undefined, bigint, symbol, function
+  }
+}
+
+/** The entry's body: JSON when that restores exactly the same workspace, else v8-serialized. */
 function encodeBody(ws: Workspace): { kind: number; body: Buffer } {
-  const json = JSON.stringify(toPlain(ws));
-  const { spans: _spans, ...expected } = ws;
-  const { spans: _none, ...restored } = fromPlain(JSON.parse(json) as PlainWorkspace, new SpanIndex());
-  if (isDeepStrictEqual(restored, expected)) return { kind: JSON_BODY, body: Buffer.from(json) };
-  return { kind: V8_BODY, body: v8.serialize(expected) };
+  const plain = toPlain(ws);
+  if (jsonExact(plain)) return { kind: JSON_BODY, body: Buffer.from(JSON.stringify(plain)) };
+  const { spans: _spans, ...rest } = ws;
+  return { kind: V8_BODY, body: v8.serialize(rest) };
 }
 
 function readAt(fd: number, length: number, position: number): Buffer {
