@@ -10,13 +10,18 @@ export function defaultCacheDir(): string {
   return path.join(base, 'wg');
 }
 
-/** The cache a command line names with --cache-dir, else the default: known before the CLI parses anything. */
+/**
+ * The cache a command line names with --cache-dir (the last one counts, as for the CLI), else the default: known
+ * before the CLI parses anything.
+ */
 export function cacheDirOf(argv: string[]): string {
+  let named = '';
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--') break;
-    if (arg === '--cache-dir' && argv[i + 1] !== undefined) return path.resolve(argv[i + 1]!);
-    if (arg.startsWith('--cache-dir=')) return path.resolve(arg.slice('--cache-dir='.length));
+    if (arg === '--cache-dir' && i + 1 < argv.length) named = argv[++i]!;
+    else if (arg.startsWith('--cache-dir=')) named = arg.slice('--cache-dir='.length);
   }
-  return defaultCacheDir();
+  // An empty value means the default, as it does to the CLI.
+  return named ? path.resolve(named) : defaultCacheDir();
 }

@@ -67,6 +67,7 @@ test('the CLI keeps its code cache in the cache folder the command line names, e
   // Accepted by V8 the second time: not written again.
   assert.equal(run(['query', 'targets', '//...']), '//a:cpu\n');
   assert.equal(fs.statSync(path.join(byEnv, 'code', 'wg.cjs.v8'), { bigint: true }).mtimeNs, made);
-  run(['build', '--dry-run', '--cache-dir', byFlag]);
+  run(['build', '--dry-run', '--cache-dir', path.join(dir, 'first'), `--cache-dir=${byFlag}`]);
   assert.deepEqual(fs.readdirSync(path.join(byFlag, 'code')), ['wg.cjs.v8']);
+  assert.equal(fs.existsSync(path.join(dir, 'first')), false);
 });
