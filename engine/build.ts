@@ -31,7 +31,7 @@ import { schedule, type Job, type Limits, type ScheduleOrder } from './scheduler
 import { TargetRunner, targetReport } from './target-runner.js';
 import { planAction } from './action-plan.js';
 import { sortCodeUnits } from './code-unit-sort.js';
-import { sourceTree } from './source-tree.js';
+import { sourceTree, type SourceObserver } from './source-tree.js';
 
 export interface BuildOptions {
   root: string;
@@ -417,7 +417,7 @@ function planTargets(
   ruleOrigin: ReadonlyMap<string, LoadedPlugin> = new Map(),
   inputs?: InputSet,
 ): Map<Label, Planned> {
-  const observe = inputs ? { dir: (d: string, st: fs.BigIntStats) => inputs.addDir(d, st), file: (f: string, st: fs.BigIntStats) => inputs.addFile(f, st) } : undefined;
+  const observe: SourceObserver | undefined = inputs ? { dir: (d, st) => inputs.addDir(d, st), file: (f, st) => inputs.addFile(f, st) } : undefined;
   const patchDigest = (abs: string): string => {
     inputs?.addFile(abs);
     return store.fileDigest(abs);

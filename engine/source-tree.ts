@@ -7,7 +7,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { statFingerprint } from '../cache/file-hash.js';
 import type { TreeRecord, TreeStep } from '../cache/stat-cache.js';
-import { listTree, treeDigest, type TreeEntry, type TreeObserver } from '../rules/source-path.js';
+import { listTree, treeDigest, type TreeEntry } from '../rules/source-path.js';
+import { statTuple, type StatTuple } from './inputs.js';
 
 /** What the stat cache offers a tree walk (cache/stat-cache.ts StatCache). */
 export interface TreeStore {
@@ -23,13 +24,32 @@ export interface SourceTree {
   digest: string;
 }
 
+/**
+ * A source folder's stat as analysis keeps it until the tree is listed: the record check's fingerprint and the input
+ * set's tuple. Ten thousand BigIntStats kept that long were half of a 10,000-target analysis's heap.
+ */
+export interface RootStat {
+  fp: string;
+  tuple: StatTuple;
+}
+
+export function rootStat(st: fs.BigIntStats): RootStat {
+  return { fp: statFingerprint(st, true), tuple: statTuple(st) };
+}
+
+/** Told about each folder and file with the stat taken before it was listed or read (a folder's may be a tuple). */
+export interface SourceObserver {
+  dir(abs: string, stat: fs.BigIntStats | StatTuple): void;
+  file(abs: string, stat: fs.BigIntStats): void;
+}
+
 const toNative = path.sep === '/' ? (rel: string): string => rel : (rel: string): string => rel.replaceAll('/', path.sep);
 
 /**
- * Lists and hashes the tree at `root` like listTree and treeDigest. `rootStat` is the root's bigint stat when the
- * caller already took one; `observe` sees every folder and file with the stat taken before it was read.
+ * Lists and hashes the tree at `root` like listTree and treeDigest. `rootStat` is the root's stat when the caller
+ * already took one (a tree whose record no longer holds is walked from a stat of its own).
  */
-export function sourceTree(root: string, store: TreeStore, observe?: TreeObserver, rootStat?: fs.BigIntStats): SourceTree {
+export function sourceTree(root: string, store: TreeStore, observe?: SourceObserver, rootStat?: RootStat): SourceTree {
   const record = store.tree(root);
   let entries: TreeEntry[] | null = null;
   try {
@@ -38,19 +58,22 @@ export function sourceTree(root: string, store: TreeStore, observe?: TreeObserve
     // A record of another shape (written by another version, say): walked again and replaced.
   }
   if (entries) return { entries, digest: record!.digest };
-  return walk(root, store, observe, rootStat);
+  return walk(root, store, observe);
 }
 
 /** The record's entries if every step's stat still matches; null at the first that does not. */
-function replay(root: string, record: TreeRecord, observe: TreeObserver | undefined, rootStat: fs.BigIntStats | undefined): TreeEntry[] | null {
+function replay(root: string, record: TreeRecord, observe: SourceObserver | undefined, rootStat: RootStat | undefined): TreeEntry[] | null {
   const dir = path.join(root, '');
   const prefix = dir.endsWith(path.sep) ? dir : dir + path.sep;
   const entries: TreeEntry[] = [];
   for (const step of record.steps) {
     const rel = step[0];
     const abs = rel === '' ? dir : prefix + toNative(rel);
-    if (step.length === 2) {
-      const st = rel === '' && rootStat ? rootStat : fs.statSync(abs, { bigint: true, throwIfNoEntry: false });
+    if (step.length === 2 && rel === '' && rootStat) {
+      if (rootStat.fp !== step[1]) return null;
+      observe?.dir(abs, rootStat.tuple);
+    } else if (step.length === 2) {
+      const st = fs.statSync(abs, { bigint: true, throwIfNoEntry: false });
       if (!st?.isDirectory() || statFingerprint(st, true) !== step[1]) return null;
       observe?.dir(abs, st);
     } else {
@@ -65,7 +88,7 @@ function replay(root: string, record: TreeRecord, observe: TreeObserver | undefi
 }
 
 /** listTree through the stat cache; keeps a record of the walk when nothing in it is racy and nothing is a symlink. */
-function walk(root: string, store: TreeStore, observe: TreeObserver | undefined, rootStat: fs.BigIntStats | undefined): SourceTree {
+function walk(root: string, store: TreeStore, observe: SourceObserver | undefined): SourceTree {
   const startedMs = Date.now();
   const dir = path.join(root, '');
   const prefix = dir.endsWith(path.sep) ? dir : dir + path.sep;
@@ -89,7 +112,6 @@ function walk(root: string, store: TreeStore, observe: TreeObserver | undefined,
       },
     },
     (abs, st) => store.listDir(abs, st),
-    rootStat,
   );
   const digest = treeDigest(entries);
   if (recordable && entries.every((e) => e.type === 'file')) {

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { open as openLmdb, type RootDatabase } from 'lmdb';
 import { hashFileSync } from '../cache/file-hash.js';
 import { StatCache, type ListingEntry, type StatEntry, type TreeRecord } from '../cache/stat-cache.js';
-import { sourceTree, type TreeStore } from '../engine/source-tree.js';
+import { rootStat, sourceTree, type TreeStore } from '../engine/source-tree.js';
+import { statTuple } from '../engine/inputs.js';
 import { listTree, SourceError, treeDigest } from '../rules/source-path.js';
 
 const PAST = new Date('2020-01-01T00:00:00Z');
@@ -98,6 +99,23 @@ describe('source tree record', () => {
       `file ${join(root, 'setup.py')} ${statSync(join(root, 'setup.py')).ino}`,
     ]);
     assert.deepEqual(seen(), walked);
+  });
+
+  it("checks the root against the caller's stat, which the observer gets, and walks from a stat of its own when it fails", (t) => {
+    const base = tempDir(t);
+    const root = makeTree(base);
+    const { store, calls } = counting(statCache(openEnv(t, base), 0));
+    sourceTree(root, store);
+    const roots: unknown[] = [];
+    const observe = { dir: (abs: string, st: unknown) => abs === root && roots.push(st), file: () => undefined };
+    const taken = statSync(root, { bigint: true });
+    assert.deepEqual(sourceTree(root, store, observe, rootStat(taken)), fresh(root));
+    assert.deepEqual(calls, { files: 2, dirs: 2 });
+    assert.deepEqual(roots, [statTuple(taken)]);
+    // A file added at the root: the caller's new stat no longer fits the record.
+    writeFileSync(join(root, 'added.py'), '');
+    assert.deepEqual(sourceTree(root, store, undefined, rootStat(statSync(root, { bigint: true }))), fresh(root));
+    assert.deepEqual(calls, { files: 5, dirs: 4 });
   });
 
   it('survives the process: saved with the stat cache, read by the next one', async (t) => {
