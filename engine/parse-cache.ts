@@ -39,7 +39,8 @@ type PlainPackage = Omit<PackageDecl, 'variants' | 'versions'> & {
 /** The workspace without its spans, its Maps and Sets as arrays: what the JSON body holds. */
 interface PlainWorkspace {
   root: string;
-  texts: Entries<string>;
+  /** null when the only text is BUILD.yaml's, which the key was made from and every read already has. */
+  texts: Entries<string> | null;
   toolchains: Entries<Workspace['toolchains'] extends Map<string, infer V> ? V : never>;
   variants: Entries<Workspace['variants'] extends Map<string, infer V> ? V : never>;
   packages: Entries<PlainPackage>;
@@ -49,10 +50,10 @@ interface PlainWorkspace {
   diagnostics: Workspace['diagnostics'];
 }
 
-function toPlain(ws: Workspace): PlainWorkspace {
+function toPlain(ws: Workspace, text: string): PlainWorkspace {
   return {
     root: ws.root,
-    texts: [...ws.texts],
+    texts: ws.texts.size === 1 && ws.texts.get(BUILD_FILE) === text ? null : [...ws.texts],
     toolchains: [...ws.toolchains],
     variants: [...ws.variants],
     // Spread keeps each field where it was, so a restored package has the same property order as a parsed one.
@@ -64,7 +65,7 @@ function toPlain(ws: Workspace): PlainWorkspace {
   };
 }
 
-function fromPlain(plain: PlainWorkspace, spans: SpanIndex): Workspace {
+function fromPlain(plain: PlainWorkspace, text: string, spans: SpanIndex): Workspace {
   const packages = new Map<string, PackageDecl>();
   for (const [name, p] of plain.packages) {
     const pkg = p as unknown as PackageDecl;
@@ -74,7 +75,7 @@ function fromPlain(plain: PlainWorkspace, spans: SpanIndex): Workspace {
   }
   return {
     root: plain.root,
-    texts: new Map(plain.texts),
+    texts: new Map(plain.texts ?? [[BUILD_FILE, text]]),
     spans,
     toolchains: new Map(plain.toolchains),
     variants: new Map(plain.variants),
@@ -116,8 +117,8 @@ function jsonExact(v: unknown): boolean {
 }
 
 /** The entry's body: JSON when that restores exactly the same workspace, else v8-serialized. */
-function encodeBody(ws: Workspace): { kind: number; body: Buffer } {
-  const plain = toPlain(ws);
+function encodeBody(ws: Workspace, text: string): { kind: number; body: Buffer } {
+  const plain = toPlain(ws, text);
   if (jsonExact(plain)) return { kind: JSON_BODY, body: Buffer.from(JSON.stringify(plain)) };
   const { spans: _spans, ...rest } = ws;
   return { kind: V8_BODY, body: v8.serialize(rest) };
@@ -156,7 +157,7 @@ function readEntry(file: string, root: string, rules: ReadonlyMap<string, Rule>,
       return loadWorkspace(root, rules, text).spans;
     }
   });
-  if (kind === JSON_BODY) return fromPlain(JSON.parse(body.toString('utf8')) as PlainWorkspace, spans);
+  if (kind === JSON_BODY) return fromPlain(JSON.parse(body.toString('utf8')) as PlainWorkspace, text, spans);
   if (kind === V8_BODY) return { ...(v8.deserialize(body) as Omit<Workspace, 'spans'>), spans };
   throw new Error(`parse cache entry of unknown kind ${kind}`);
 }
@@ -178,7 +179,7 @@ export function loadWorkspaceCached(root: string, rules: ReadonlyMap<string, Rul
   const ws = loadWorkspace(root, rules, text);
   if (ws.diagnostics.length === 0) {
     try {
-      const { kind, body } = encodeBody(ws);
+      const { kind, body } = encodeBody(ws, text);
       const header = Buffer.alloc(HEADER_BYTES);
       header[0] = kind;
       header.writeUInt32LE(body.length, 1);
