@@ -8,7 +8,7 @@ import { didYouMean, type Diagnostic } from './diagnostics.js';
 import { Configurer } from './configure.js';
 import { TargetGraph } from './graph.js';
 import { makeLabel, parseDepRef, parsePattern, type Label } from './label.js';
-import { rootStat, type RootStat } from './source-tree.js';
+import { rootStatOf, type RootStat } from './source-tree.js';
 import type { PackageDecl, Resources, VariantDecl, Workspace } from './load.js';
 
 export interface ConfiguredTarget {
@@ -85,7 +85,7 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
     if (pkg.source?.kind === 'path') {
       const src = path.resolve(ws.root, pkg.source.path);
       const st = fs.statSync(src, { bigint: true, throwIfNoEntry: false });
-      if (st?.isDirectory()) sourceFolders.set(pkg.name, { root: src, stat: rootStat(st) });
+      if (st?.isDirectory()) sourceFolders.set(pkg.name, { root: src, stat: rootStatOf(st) });
       else {
         error(`source folder "${pkg.source.path}" of package "${pkg.name}" does not exist`, ws.spans.value(['packages', pkg.name, 'source']));
       }

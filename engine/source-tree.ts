@@ -33,7 +33,7 @@ export interface RootStat {
   tuple: StatTuple;
 }
 
-export function rootStat(st: fs.BigIntStats): RootStat {
+export function rootStatOf(st: fs.BigIntStats): RootStat {
   return { fp: statFingerprint(st, true), tuple: statTuple(st) };
 }
 

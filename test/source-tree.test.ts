@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { open as openLmdb, type RootDatabase } from 'lmdb';
 import { hashFileSync } from '../cache/file-hash.js';
 import { StatCache, type ListingEntry, type StatEntry, type TreeRecord } from '../cache/stat-cache.js';
-import { rootStat, sourceTree, type TreeStore } from '../engine/source-tree.js';
+import { rootStatOf, sourceTree, type TreeStore } from '../engine/source-tree.js';
 import { statTuple } from '../engine/inputs.js';
 import { listTree, SourceError, treeDigest } from '../rules/source-path.js';
 
@@ -109,12 +109,12 @@ describe('source tree record', () => {
     const roots: unknown[] = [];
     const observe = { dir: (abs: string, st: unknown) => abs === root && roots.push(st), file: () => undefined };
     const taken = statSync(root, { bigint: true });
-    assert.deepEqual(sourceTree(root, store, observe, rootStat(taken)), fresh(root));
+    assert.deepEqual(sourceTree(root, store, observe, rootStatOf(taken)), fresh(root));
     assert.deepEqual(calls, { files: 2, dirs: 2 });
     assert.deepEqual(roots, [statTuple(taken)]);
     // A file added at the root: the caller's new stat no longer fits the record.
     writeFileSync(join(root, 'added.py'), '');
-    assert.deepEqual(sourceTree(root, store, undefined, rootStat(statSync(root, { bigint: true }))), fresh(root));
+    assert.deepEqual(sourceTree(root, store, undefined, rootStatOf(statSync(root, { bigint: true }))), fresh(root));
     assert.deepEqual(calls, { files: 5, dirs: 4 });
   });
 
