@@ -3,18 +3,27 @@
 // CommonJS on purpose: a `wg build` with nothing to do is answered from the no-op snapshot before the rest of wg
 // is loaded, and starting Node's ESM loader alone costs about 10 ms, a tenth of that whole answer. When only
 // source files or patches changed, the incremental path rebuilds what they touch: its own bundle, lmdb and msgpackr
-// included (resolving their packages one by one cost more than running them), loaded through V8's code cache
-// (engine/code-cache.ts). Otherwise the CLI is loaded as one bundled ES module: resolving and linking some eighty
-// modules one by one cost about a tenth of a full-path build.
+// included (resolving their packages one by one cost more than running them). Otherwise the whole CLI runs, as one
+// bundle too: resolving and linking some eighty modules one by one cost about a tenth of a full-path build. Both
+// bundles load through V8's code cache (engine/code-cache.ts), which took about 60 ms off a one-target dry run; the CLI
+// keeps msgpackr's native string extractor outside its bundle and loads it, as it takes two fifths off decoding the
+// 10,000 stat-cache records of a 10,000-target analysis.
 'use strict';
 const path = require('node:path');
-const { runFastNoop } = require('../dist/fast-noop.cjs');
+const { runFastNoop, cacheDirOf } = require('../dist/fast-noop.cjs');
 
-const full = () => import('../dist/wg.mjs');
-const fast = runFastNoop(process.argv.slice(2));
-if (fast === false) full();
-else if (fast !== true) {
+const full = (cacheDir) => {
   // A bundle of its own: the no-op answer above must not load node:vm.
+  const { requireCached } = require('../dist/code-cache.cjs');
+  const cli = requireCached(path.join(__dirname, '../dist/wg.cjs'), cacheDir);
+  // Once the command is over, so the cache holds what it compiled (a process.exit skips it: a later run writes it).
+  process.once('beforeExit', () => cli.save());
+  // Code run through vm.Script cannot import() on Node 20 (engine/module-import.ts): plugins come through this one.
+  cli.exports.main(process.argv, (url) => import(url));
+};
+const fast = runFastNoop(process.argv.slice(2));
+if (fast === false) full(cacheDirOf(process.argv.slice(2)));
+else if (fast !== true) {
   const { requireCached } = require('../dist/code-cache.cjs');
   const incremental = requireCached(path.join(__dirname, '../dist/incremental.cjs'), fast.args.cacheDir);
   incremental.exports
@@ -22,7 +31,7 @@ else if (fast !== true) {
     .then(
       (code) => {
         incremental.save();
-        if (code === null) full();
+        if (code === null) full(fast.args.cacheDir);
         else process.exitCode = code;
       },
       (e) => {

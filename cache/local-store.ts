@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { Cas, type BlobRecord } from './cas.js';
-import { StatCache, boundedKey, type ListingEntry, type StatEntry } from './stat-cache.js';
+import { StatCache, boundedKey, type ListingEntry, type StatEntry, type TreeRecord } from './stat-cache.js';
 
 export interface StoredOutput {
   path: string;
@@ -104,6 +104,7 @@ export class LocalStore {
     this.stats = new StatCache(
       this.root.openDB<StatEntry, string>({ name: 'stat', sharedStructuresKey: SHARED_STRUCTURES }),
       this.root.openDB<ListingEntry, string>({ name: 'listings', sharedStructuresKey: SHARED_STRUCTURES }),
+      this.root.openDB<TreeRecord, string>({ name: 'trees', sharedStructuresKey: SHARED_STRUCTURES }),
     );
     const kv = (name: KvName): Kv => {
       const db = this.root.openDB<unknown, string>({ name });
@@ -238,6 +239,11 @@ export class LocalStore {
 
   fileDigest(absPath: string, stat?: BigIntStats): string {
     return this.stats.fileDigest(absPath, stat);
+  }
+
+  /** The stat cache itself, for a walk that uses more of it than one file or folder (engine/source-tree.ts). */
+  get statCache(): StatCache {
+    return this.stats;
   }
 
   listDir(absDir: string, stat: BigIntStats): string[] {

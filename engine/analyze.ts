@@ -8,6 +8,7 @@ import { didYouMean, type Diagnostic } from './diagnostics.js';
 import { Configurer } from './configure.js';
 import { TargetGraph } from './graph.js';
 import { makeLabel, parseDepRef, parsePattern, type Label } from './label.js';
+import { rootStatOf, type RootStat } from './source-tree.js';
 import type { PackageDecl, Resources, VariantDecl, Workspace } from './load.js';
 
 export interface ConfiguredTarget {
@@ -34,11 +35,11 @@ export interface Analysis {
   targets: Map<Label, ConfiguredTarget>;
   graph: TargetGraph;
   /**
-   * By package name: its existing folder source (absolute path) and the bigint stat taken to check that it exists.
+   * By package name: its existing folder source (absolute path) and the stat taken to check that it exists.
    * Listing the tree starts from this stat rather than taking another: a second stat per package was a tenth of a
    * 10,000-target analysis, and a stat taken before the listing is all the no-op snapshot needs.
    */
-  sourceFolders: Map<string, { root: string; stat: fs.BigIntStats }>;
+  sourceFolders: Map<string, { root: string; stat: RootStat }>;
 }
 
 export interface AnalysisResult {
@@ -60,7 +61,7 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
   };
   const targets = new Map<Label, ConfiguredTarget>();
   const graph = new TargetGraph();
-  const sourceFolders = new Map<string, { root: string; stat: fs.BigIntStats }>();
+  const sourceFolders = new Map<string, { root: string; stat: RootStat }>();
   const warnings: Diagnostic[] = [];
   const configurer = new Configurer(
     ws,
@@ -84,7 +85,7 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
     if (pkg.source?.kind === 'path') {
       const src = path.resolve(ws.root, pkg.source.path);
       const st = fs.statSync(src, { bigint: true, throwIfNoEntry: false });
-      if (st?.isDirectory()) sourceFolders.set(pkg.name, { root: src, stat: st });
+      if (st?.isDirectory()) sourceFolders.set(pkg.name, { root: src, stat: rootStatOf(st) });
       else {
         error(`source folder "${pkg.source.path}" of package "${pkg.name}" does not exist`, ws.spans.value(['packages', pkg.name, 'source']));
       }

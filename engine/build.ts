@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import PQueue from 'p-queue';
 import { LocalStore, type ActionResult } from '../cache/local-store.js';
 import type { Rule, Toolchain } from '../rules/rule.js';
-import { listTree, SourceError, treeDigest, type TreeEntry } from '../rules/source-path.js';
+import { SourceError, type TreeEntry } from '../rules/source-path.js';
 import { SourceNotFoundError, SourceUnavailableError } from '../rules/source-url.js';
 import { isPinned, resolveSource, type ResolvedSource } from '../rules/sources.js';
 import { probeToolchain, ToolchainError, type ProbedToolchain } from '../rules/toolchain.js';
@@ -32,6 +32,7 @@ import { runCommand } from './spawn-helper.js';
 import { TargetRunner, targetReport } from './target-runner.js';
 import { planAction } from './action-plan.js';
 import { sortCodeUnits } from './code-unit-sort.js';
+import { sourceTree, type SourceObserver } from './source-tree.js';
 
 export interface BuildOptions {
   root: string;
@@ -417,7 +418,7 @@ function planTargets(
   ruleOrigin: ReadonlyMap<string, LoadedPlugin> = new Map(),
   inputs?: InputSet,
 ): Map<Label, Planned> {
-  const observe = inputs ? { dir: (d: string, st: fs.BigIntStats) => inputs.addDir(d, st), file: (f: string, st: fs.BigIntStats) => inputs.addFile(f, st) } : undefined;
+  const observe: SourceObserver | undefined = inputs ? { dir: (d, st) => inputs.addDir(d, st), file: (f, st) => inputs.addFile(f, st) } : undefined;
   const patchDigest = (abs: string): string => {
     inputs?.addFile(abs);
     return store.fileDigest(abs);
@@ -436,8 +437,7 @@ function planTargets(
       source = trees.get(root) ?? null;
       if (!source) {
         try {
-          const entries = listTree(root, (f, st) => store.fileDigest(f, st), observe, (d, st) => store.listDir(d, st), folder?.stat);
-          source = { root, entries, digest: treeDigest(entries) };
+          source = { root, ...sourceTree(root, store.statCache, observe, folder?.stat) };
           trees.set(root, source);
         } catch (e) {
           if (!(e instanceof SourceError)) throw e;

@@ -9,3 +9,19 @@ export function defaultCacheDir(): string {
   const base = process.env['XDG_CACHE_HOME'] || path.join(os.homedir(), '.cache');
   return path.join(base, 'wg');
 }
+
+/**
+ * The cache a command line names with --cache-dir (the last one counts, as for the CLI), else the default: known
+ * before the CLI parses anything.
+ */
+export function cacheDirOf(argv: string[]): string {
+  let named = '';
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--') break;
+    if (arg === '--cache-dir' && i + 1 < argv.length) named = argv[++i]!;
+    else if (arg.startsWith('--cache-dir=')) named = arg.slice('--cache-dir='.length);
+  }
+  // An empty value means the default, as it does to the CLI.
+  return named ? path.resolve(named) : defaultCacheDir();
+}

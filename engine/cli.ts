@@ -21,6 +21,7 @@ import { recordNoop } from './noop-record.js';
 import { TraceRecorder } from './trace.js';
 import { makeReporter } from './reporter-choice.js';
 import { onInterrupt } from './interrupts.js';
+import { useImporter, type ModuleImporter } from './module-import.js';
 
 function findWorkspace(start: string): string {
   let dir = path.resolve(start);
@@ -341,11 +342,16 @@ export function makeProgram(): Command {
   return program;
 }
 
-const program = makeProgram();
 // A mistake on the command line is exit 2, like one in BUILD.yaml; --help and --version stay 0.
 const usageExit = (command: Command): void => {
   command.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
   command.commands.forEach(usageExit);
 };
-usageExit(program);
-await program.parseAsync(process.argv);
+
+/** Runs the command line `argv` (process.argv's shape); `importer` loads plugins (see module-import.ts). */
+export async function main(argv: string[], importer?: ModuleImporter): Promise<void> {
+  if (importer) useImporter(importer);
+  const program = makeProgram();
+  usageExit(program);
+  await program.parseAsync(argv);
+}

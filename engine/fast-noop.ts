@@ -8,6 +8,9 @@ import * as path from 'node:path';
 import { defaultCacheDir } from './cache-dir.js';
 import { checkSnapshot, snapshotReport, type SnapshotArgs, type SnapshotCheck } from './noop-snapshot.js';
 
+// The shim (bin/wg.cjs) needs it before loading the CLI, whose code cache lives there; this bundle is loaded already.
+export { cacheDirOf } from './cache-dir.js';
+
 const WITH_VALUE = new Set(['-C', '--workspace', '--cache-dir', '-j', '--jobs', '--gpus', '--memory']);
 const BOOLEAN = new Set(['--json', '-k', '--keep-going']);
 

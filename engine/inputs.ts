@@ -34,9 +34,9 @@ export class InputSet {
     if (!this.files.has(abs)) this.files.set(abs, stat ? statTuple(stat) : InputSet.take(abs));
   }
 
-  /** Call before listing the folder; `stat` is its bigint stat when the caller just took it. */
-  addDir(abs: string, stat?: fs.BigIntStats): void {
-    if (!this.dirs.has(abs)) this.dirs.set(abs, stat ? statTuple(stat) : InputSet.take(abs));
+  /** Call before listing the folder; `stat` is its stat when the caller took one (as a BigIntStats or a StatTuple). */
+  addDir(abs: string, stat?: fs.BigIntStats | StatTuple): void {
+    if (!this.dirs.has(abs)) this.dirs.set(abs, stat === undefined ? InputSet.take(abs) : Array.isArray(stat) ? stat : statTuple(stat));
   }
 
   markVolatile(reason: string): void {

@@ -288,14 +288,18 @@ function duplicateKeys(doc: Document, file: string, lines: LineCounter): Map<num
  * Reads and checks `<root>/BUILD.yaml`. Mistakes are collected in `diagnostics` of the result; only a file that
  * cannot be read or parsed as YAML throws DiagnosticError at once.
  */
-export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>): Workspace {
+/** `text`, when given, is BUILD.yaml's content as the caller already read it (the parse cache did, for its key). */
+export function loadWorkspace(root: string, rules: ReadonlyMap<string, Rule>, given?: string): Workspace {
   const file = BUILD_FILE;
   const full = path.join(root, file);
   let text: string;
-  try {
-    text = fs.readFileSync(full, 'utf8');
-  } catch (e) {
-    throw new DiagnosticError([{ severity: 'error', message: `cannot read ${full}: ${(e as Error).message}` }]);
+  if (given !== undefined) text = given;
+  else {
+    try {
+      text = fs.readFileSync(full, 'utf8');
+    } catch (e) {
+      throw new DiagnosticError([{ severity: 'error', message: `cannot read ${full}: ${(e as Error).message}` }]);
+    }
   }
   // The parser's own duplicate-key check compares each key with every earlier key of its map: for the 10,000
   // packages of one `packages:` map that was about a second. Duplicates are found in one pass instead; only a file

@@ -13,6 +13,7 @@ import type { Rule } from '../rules/rule.js';
 import type { Diagnostic, Span } from './diagnostics.js';
 import { BUILD_FILE, commonPackageFieldNames } from './load.js';
 import { spanOf } from './schema.js';
+import { importModule } from './module-import.js';
 
 /**
  * What a post-build hook is told about one target built in this run. Targets taken from the cache are not passed:
@@ -152,7 +153,7 @@ export async function loadPlugins(root: string): Promise<Plugins> {
     }
     let mod: { default?: unknown };
     try {
-      mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+      mod = (await importModule(pathToFileURL(file).href)) as { default?: unknown };
     } catch (e) {
       error(`cannot load it: ${(e as Error).message.split('\n')[0]}`);
       continue;

@@ -48,3 +48,26 @@ test('a bundle is compiled once, then loaded from the cache until it changes; a 
   assert.deepEqual(load(), { answer: 43, fromCache: false });
   assert.deepEqual(load(), { answer: 43, fromCache: true });
 });
+
+test('the CLI keeps its code cache in the cache folder the command line names, else in the default one', () => {
+  const wg = fileURLToPath(new URL('../../bin/wg.cjs', import.meta.url));
+  const ws = path.join(dir, 'ws');
+  fs.mkdirSync(path.join(ws, 'src'), { recursive: true });
+  fs.writeFileSync(path.join(ws, 'BUILD.yaml'), 'variants:\n  cpu: {}\npackages:\n  a:\n    rule: command\n    source: src\n    cmd: "true"\n');
+  const byEnv = path.join(dir, 'env-cache');
+  const byFlag = path.join(dir, 'flag-cache');
+  const run = (args: string[]): string => {
+    const r = spawnSync(process.execPath, [wg, ...args], { cwd: ws, encoding: 'utf8', env: { ...process.env, WG_CACHE_DIR: byEnv } });
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout;
+  };
+  assert.equal(run(['query', 'targets', '//...']), '//a:cpu\n');
+  assert.deepEqual(fs.readdirSync(path.join(byEnv, 'code')), ['wg.cjs.v8']);
+  const made = fs.statSync(path.join(byEnv, 'code', 'wg.cjs.v8'), { bigint: true }).mtimeNs;
+  // Accepted by V8 the second time: not written again.
+  assert.equal(run(['query', 'targets', '//...']), '//a:cpu\n');
+  assert.equal(fs.statSync(path.join(byEnv, 'code', 'wg.cjs.v8'), { bigint: true }).mtimeNs, made);
+  run(['build', '--dry-run', '--cache-dir', path.join(dir, 'first'), `--cache-dir=${byFlag}`]);
+  assert.deepEqual(fs.readdirSync(path.join(byFlag, 'code')), ['wg.cjs.v8']);
+  assert.equal(fs.existsSync(path.join(dir, 'first')), false);
+});

@@ -23,6 +23,14 @@ test('canonical JSON sorts keys at every depth and keeps list order', () => {
   assert.equal(canonicalJson({ a: undefined, b: 'x' }), '{"b":"x"}');
 });
 
+test('canonical JSON writes every string, as a value or a key, exactly as JSON.stringify does', () => {
+  const strings = ['', 'plain text', 'quote " in', 'back\\slash', 'tab\there', 'nul \u0000', 'unit \u001f sep', 'del \u007f', 'é ü 中', 'pair \ud83d\ude00', 'lone \ud800', 'lone \udfff low', 'line \u2028 sep', '</script>'];
+  for (const s of strings) {
+    assert.equal(canonicalJson(s), JSON.stringify(s));
+    assert.equal(canonicalJson({ [s]: [s] }), `{${JSON.stringify(s)}:[${JSON.stringify(s)}]}`);
+  }
+});
+
 test('the action key is a sha256 that ignores map order', () => {
   const k = actionKey(record());
   assert.match(k, /^[0-9a-f]{64}$/);

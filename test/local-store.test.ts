@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { open as openLmdb } from 'lmdb';
 import { LocalStore, type ActionResult } from '../cache/local-store.js';
-import { StatCache, type ListingEntry, type StatEntry } from '../cache/stat-cache.js';
+import { StatCache, type ListingEntry, type StatEntry, type TreeRecord } from '../cache/stat-cache.js';
 
 // Seconds since the epoch; whole seconds so utimes can restore an mtime exactly.
 const ROUND_TIME = 1_700_000_000;
@@ -179,6 +179,33 @@ test('fileDigest hashes content and notices a change even when mtime is restored
   assert.throws(() => store.fileDigest('relative/path.py'), /absolute/);
 });
 
+test('stat cache: a path longer than an LMDB key, in few code units but many bytes, is kept under its hash', async (t) => {
+  const root = tempDir(t);
+  const env = openLmdb(join(root, 'db'), {});
+  t.after(() => env.close());
+  const open = (): StatCache =>
+    new StatCache(
+      env.openDB<StatEntry, string>({ name: 'stat' }),
+      env.openDB<ListingEntry, string>({ name: 'listings' }),
+      env.openDB<TreeRecord, string>({ name: 'trees' }),
+      0,
+    );
+  // Each name is 81 code units but 241 UTF-8 bytes: the path is over LMDB's key limit only when counted in bytes.
+  let dir = root;
+  for (let i = 0; i < 9; i++) dir = join(dir, '中'.repeat(80) + String(i));
+  mkdirSync(dir, { recursive: true });
+  const f = join(dir, 'mod.py');
+  writeFileSync(f, 'x = 1\n');
+  assert.ok(f.length < 1024 && Buffer.byteLength(f) > 2000);
+  const sc = open();
+  assert.equal(sc.fileDigest(f), sha256('x = 1\n'));
+  assert.deepEqual(sc.listDir(dir, statSync(dir, { bigint: true })), ['mod.py']);
+  await sc.save();
+  const next = open();
+  assert.equal(next.fileDigest(f), sha256('x = 1\n'));
+  assert.equal(next.hashes, 0);
+});
+
 test('stat cache: an unchanged file is not re-read; a freshly written one is re-read once (racy)', async (t) => {
   const root = tempDir(t);
   const env = openLmdb(join(root, 'db'), {});
@@ -190,7 +217,7 @@ test('stat cache: an unchanged file is not re-read; a freshly written one is re-
   utimesSync(f, ROUND_TIME, ROUND_TIME);
 
   // With no racy window, the first hash is trusted straight away.
-  const sc = new StatCache(db, listings, 0);
+  const sc = new StatCache(db, listings, env.openDB<TreeRecord, string>({ name: 'trees' }), 0);
   const d1 = sc.fileDigest(f);
   assert.equal(sc.hashes, 1);
   assert.equal(sc.fileDigest(f), d1);
@@ -207,7 +234,7 @@ test('stat cache: an unchanged file is not re-read; a freshly written one is re-
 
   // Default window: a file modified just now is hashed again on its next use, since a same-tick rewrite
   // would be invisible to its stat.
-  const racy = new StatCache(db, listings);
+  const racy = new StatCache(db, listings, env.openDB<TreeRecord, string>({ name: 'trees' }));
   writeFileSync(f, 'x = 3\n');
   assert.equal(racy.fileDigest(f), sha256('x = 3\n'));
   assert.equal(racy.fileDigest(f), sha256('x = 3\n'));
@@ -218,7 +245,12 @@ test('stat cache: a folder listing is reused while the folder stat holds, read a
   const root = tempDir(t);
   const env = openLmdb(join(root, 'db'), {});
   t.after(() => env.close());
-  const sc = new StatCache(env.openDB<StatEntry, string>({ name: 'stat' }), env.openDB<ListingEntry, string>({ name: 'listings' }), 0);
+  const sc = new StatCache(
+    env.openDB<StatEntry, string>({ name: 'stat' }),
+    env.openDB<ListingEntry, string>({ name: 'listings' }),
+    env.openDB<TreeRecord, string>({ name: 'trees' }),
+    0,
+  );
   const dir = join(root, 'src');
   mkdirSync(dir);
   writeFileSync(join(dir, 'a.py'), '');
@@ -235,7 +267,11 @@ test('stat cache: a folder listing is reused while the folder stat holds, read a
   assert.deepEqual(list(), ['c.py']);
 
   // With the default window, a folder changed just now is listed again next time, whatever its stat says.
-  const racy = new StatCache(env.openDB<StatEntry, string>({ name: 'stat' }), env.openDB<ListingEntry, string>({ name: 'listings2' }));
+  const racy = new StatCache(
+    env.openDB<StatEntry, string>({ name: 'stat' }),
+    env.openDB<ListingEntry, string>({ name: 'listings2' }),
+    env.openDB<TreeRecord, string>({ name: 'trees' }),
+  );
   const now = statSync(dir, { bigint: true });
   assert.deepEqual([...racy.listDir(dir, now)], ['c.py']);
   writeFileSync(join(dir, 'd.py'), '');
