@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import type { Rule } from '../rules/rule.js';
 import { BUILD_FILE, loadWorkspace, type PackageDecl, type Workspace } from './load.js';
+import { readAt } from './read-at.js';
 import { SpanIndex } from './schema.js';
 
 /** Bumped whenever the shape of Workspace or of an entry changes, so old entries are never read into a new shape. */
@@ -124,26 +125,15 @@ function encodeBody(ws: Workspace, text: string): { kind: number; body: Buffer }
   return { kind: V8_BODY, body: v8.serialize(rest) };
 }
 
-function readAt(fd: number, length: number, position: number): Buffer {
-  const buf = Buffer.allocUnsafe(length);
-  let done = 0;
-  while (done < length) {
-    const n = fs.readSync(fd, buf, done, length - done, position + done);
-    if (n === 0) throw new Error('parse cache entry is truncated');
-    done += n;
-  }
-  return buf;
-}
-
 /** The entry's workspace, its spans still on disk; throws if the entry is absent or unreadable. */
 function readEntry(file: string, root: string, rules: ReadonlyMap<string, Rule>, text: string): Workspace {
   const fd = fs.openSync(file, 'r');
   let kind: number;
   let body: Buffer;
   try {
-    const header = readAt(fd, HEADER_BYTES, 0);
+    const header = readAt(fd, 0, HEADER_BYTES);
     kind = header[0]!;
-    body = readAt(fd, header.readUInt32LE(1), HEADER_BYTES);
+    body = readAt(fd, HEADER_BYTES, header.readUInt32LE(1));
   } finally {
     fs.closeSync(fd);
   }

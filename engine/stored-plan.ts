@@ -11,6 +11,7 @@ import { builtinRules } from '../rules/registry.js';
 import type { Rule, Toolchain } from '../rules/rule.js';
 import type { TreeEntry } from '../rules/source-path.js';
 import { planAction } from './action-plan.js';
+import { readAt } from './read-at.js';
 import { readDelta, type SnapshotDelta } from './snapshot-delta.js';
 import type { ConfiguredTarget } from './analyze.js';
 import type { Planned } from './build.js';
@@ -64,17 +65,6 @@ interface Loaded {
   bodyStart: number;
   /** The delta that completes the plan (engine/snapshot-delta.ts), when incremental builds changed it since. */
   delta: SnapshotDelta | null;
-}
-
-/** `length` bytes at `position` of `fd`, or an error when the file is shorter. */
-function readAt(fd: number, position: number, length: number): Buffer {
-  const out = Buffer.allocUnsafe(length);
-  for (let done = 0; done < length; ) {
-    const n = fs.readSync(fd, out, done, length - done, position + done);
-    if (n === 0) throw new Error('the plan file is shorter than its header says');
-    done += n;
-  }
-  return out;
 }
 
 /** A target's stored form and its key. */
