@@ -22,6 +22,10 @@ export function cacheDirOf(argv: string[]): string {
     if (arg === '--cache-dir' && i + 1 < argv.length) named = argv[++i]!;
     else if (arg.startsWith('--cache-dir=')) named = arg.slice('--cache-dir='.length);
   }
-  // An empty value means the default, as it does to the CLI.
-  return named ? path.resolve(named) : defaultCacheDir();
+  return cacheDirNamed(named);
+}
+
+/** The cache a `--cache-dir` value names; an empty one (or none) means the default, as it does to the CLI. */
+export function cacheDirNamed(value: string | null | undefined): string {
+  return value ? path.resolve(value) : defaultCacheDir();
 }

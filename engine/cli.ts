@@ -15,7 +15,7 @@ import { importFromager } from './import-fromager.js';
 import { ImportError, type ImportResult } from './import-output.js';
 import { importWheelBuilder } from './import-wheel-builder.js';
 import { describeRemoteStats } from './remote-config.js';
-import { defaultCacheDir } from './cache-dir.js';
+import { cacheDirNamed } from './cache-dir.js';
 import { dropSnapshot } from './noop-snapshot.js';
 import { recordNoop } from './noop-record.js';
 import { TraceRecorder } from './trace.js';
@@ -87,7 +87,7 @@ async function buildCommand(patterns: string[], flags: BuildFlags): Promise<numb
   const reporter = makeReporter(cwd);
   const trace = profile ? new TraceRecorder() : null;
   const interrupts = onInterrupt(reporter);
-  const snapshotArgs = { root, cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(), patterns: patterns.length > 0 ? patterns : ['//...'] };
+  const snapshotArgs = { root, cacheDir: cacheDirNamed(flags.cacheDir), patterns: patterns.length > 0 ? patterns : ['//...'] };
   // Only a build that completes may leave a snapshot behind; a stale one must never outlive a build that ran.
   if (!flags.dryRun) dropSnapshot(snapshotArgs.cacheDir, root);
   try {
@@ -234,7 +234,7 @@ export function makeProgram(): Command {
             build: {
               root,
               patterns: patterns.length > 0 ? patterns : ['//...'],
-              cacheDir: flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir(),
+              cacheDir: cacheDirNamed(flags.cacheDir),
               keepGoing: flags.keepGoing ?? false,
               limits: { cpus: flags.jobs ?? detectCores(), memory: flags.memory ?? detectMemory(), gpus: flags.gpus ?? null },
             },
@@ -267,7 +267,7 @@ export function makeProgram(): Command {
       let root: string | null = null;
       try {
         root = findWorkspace(flags.workspace ?? process.cwd());
-        const cacheDir = flags.cacheDir ? path.resolve(flags.cacheDir) : defaultCacheDir();
+        const cacheDir = cacheDirNamed(flags.cacheDir);
         const { explanations, warnings } = await explainTargets(root, patterns, cacheDir);
         for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
         if (flags.json) process.stdout.write(`${JSON.stringify({ targets: explanations }, null, 2)}\n`);

@@ -1,7 +1,7 @@
 // Loads a CommonJS bundle through V8's code cache, kept in wg's cache folder: compiling the incremental path's
 // half-megabyte bundle (lmdb and msgpackr included) cost an edit loop ~10 ms on every run, the CLI's bundle several
-// times that, and with the cache V8 deserializes the functions the last run compiled instead. Node 20 has no module.enableCompileCache (22.1+),
-// hence vm.Script's cachedData. The cache is tied to the bundle's size, mtime and inode and to the Node version;
+// times that, and with the cache V8 deserializes the functions the last run compiled instead. Node 20 has no
+// module.enableCompileCache (22.1+), hence vm.Script's cachedData. The cache is tied to the bundle's size, mtime and inode and to the Node version;
 // V8 checks its own version and flags and rejects what does not fit, and a rejected cache is written anew.
 
 import * as fs from 'node:fs';

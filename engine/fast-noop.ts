@@ -5,7 +5,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { defaultCacheDir } from './cache-dir.js';
+import { cacheDirNamed } from './cache-dir.js';
 import { checkSnapshot, snapshotReport, type SnapshotArgs, type SnapshotCheck } from './noop-snapshot.js';
 
 // The shim (bin/wg.cjs) needs it before loading the CLI, whose code cache lives there; this bundle is loaded already.
@@ -87,7 +87,7 @@ export function runFastNoop(argv: string[]): boolean | IncrementalRequest {
   if (!parsed || process.env['WG_NO_FAST_PATH']) return false;
   const root = findRoot(parsed.workspace ?? process.cwd());
   if (!root) return false;
-  const cacheDir = parsed.cacheDir ? path.resolve(parsed.cacheDir) : defaultCacheDir();
+  const cacheDir = cacheDirNamed(parsed.cacheDir);
   const args = { root, cacheDir, patterns: parsed.patterns.length > 0 ? parsed.patterns : ['//...'] };
   const check = checkSnapshot(args);
   if (!check) return false;
