@@ -6,7 +6,8 @@
 // assumed but done: everything in it is removed except the four folders, themselves emptied, so the next action
 // finds exactly what a fresh sandbox holds. An emptied src/ is kept too, for the next action with a source to copy
 // into (one inode less to make and to remove), and taken away from one without. A failed action's folder is never
-// reused: it stays for inspection.
+// reused: it stays for inspection. A build keeps a few emptied folders for the next one, in a folder of their own:
+// an edit loop's build runs an action or two, and making and removing its sandbox was a dozen of those inodes.
 
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -104,19 +105,61 @@ parentPort.on('message', (m) => {
  */
 const EMPTY_IN_PLACE = 8;
 
+/** How many emptied sandboxes a build leaves for the next one. */
+const KEPT = 4;
+
 export class Sandboxes {
   /** Emptied folders, ready for the next action. */
   private readonly idle: string[] = [];
   /** The mode mkdir gives the four folders under this umask, which an emptied sandbox's get back. */
   private fixedMode: number | undefined;
+  /** Whether the folders an earlier build kept were listed yet. */
+  private keptListed = false;
 
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    /** Where emptied sandboxes wait between builds; only what wg moved there is in it. */
+    readonly keptRoot: string,
+  ) {}
+
+  /**
+   * Takes a sandbox an earlier build (or a concurrent one) kept, emptied again in case anything wrote to it since;
+   * the rename is the claim, so two builds never share one.
+   */
+  private claimKept(dir: string): boolean {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.keptRoot);
+    } catch {
+      return false;
+    }
+    for (const name of names) {
+      try {
+        fs.renameSync(path.join(this.keptRoot, name), dir);
+      } catch {
+        continue; // another build took it
+      }
+      this.fixedMode ??= fs.statSync(path.join(dir, FIXED[0]!)).mode & 0o7777;
+      if (emptySandbox(fs, dir, FIXED, SOURCE, this.fixedMode)) return true;
+      this.discard(dir);
+    }
+    return false;
+  }
 
   /**
    * A sandbox for `label`, named after it (the name failures print). `withSource`: the action copies a source into
    * src/, which may then already be there (empty); without, it is not.
    */
   acquire(label: string, withSource: boolean): string {
+    if (this.idle.length === 0 && !this.keptListed) {
+      this.keptListed = true;
+      const dir = path.join(this.root, sandboxName(label));
+      fs.mkdirSync(this.root, { recursive: true });
+      if (!fs.existsSync(dir) && this.claimKept(dir)) {
+        if (!withSource) fs.rmSync(path.join(dir, SOURCE), { recursive: true, force: true });
+        return dir;
+      }
+    }
     const reused = this.idle.pop();
     if (reused !== undefined) {
       const dir = path.join(this.root, sandboxName(label));
@@ -198,10 +241,34 @@ export class Sandboxes {
     void fs.promises.rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
 
-  /** Removes the idle folders: a build leaves only the sandboxes of its failures behind. */
+  /**
+   * Keeps a few idle folders for the next build and removes the rest: in the sandbox folder, a build leaves only
+   * the sandboxes of its failures behind.
+   */
   close(): void {
     this.closed = true;
-    for (const dir of this.idle.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+    const idle = this.idle.splice(0);
+    let kept = 0;
+    if (idle.length > 0) {
+      try {
+        fs.mkdirSync(this.keptRoot, { recursive: true });
+        kept = fs.readdirSync(this.keptRoot).length;
+      } catch {
+        kept = KEPT;
+      }
+    }
+    for (const dir of idle) {
+      if (kept < KEPT) {
+        try {
+          fs.renameSync(dir, path.join(this.keptRoot, path.basename(dir).slice(-6)));
+          kept++;
+          continue;
+        } catch {
+          /* the name is taken: removed below */
+        }
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
     if (this.worker) {
       // Kept alive until it has removed what it emptied.
       this.worker.ref();

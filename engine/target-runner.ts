@@ -51,7 +51,7 @@ export class TargetRunner {
 
   constructor(private readonly o: RunnerOptions) {
     this.wgOut = path.join(o.root, OUT_DIR);
-    this.sandboxes = new Sandboxes(path.join(o.cacheDir, 'sandbox'));
+    this.sandboxes = new Sandboxes(path.join(o.cacheDir, 'sandbox'), path.join(o.cacheDir, 'sandbox-kept'));
   }
 
   report(p: Planned, status: TargetReport['status'], extra: Partial<TargetReport> = {}): TargetReport {

@@ -78,6 +78,31 @@ describe('sandbox reuse', () => {
     });
     assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
   });
+
+  test('a build keeps up to four emptied sandboxes, and the next build empties one again before using it', async () => {
+    const keptRoot = path.join(ws.cacheDir, 'sandbox-kept');
+    const kept = fs.readdirSync(keptRoot);
+    assert.ok(kept.length >= 1 && kept.length <= 4, `kept: ${kept.join(' ')}`);
+    for (const k of kept) {
+      assert.deepEqual(fs.readdirSync(path.join(keptRoot, k)).sort(), ['deps', 'home', 'out', 'tmp'], k);
+      // Whatever wrote here since (nothing of wg does) must not reach the next action.
+      fs.writeFileSync(path.join(keptRoot, k, 'home', 'planted'), '');
+      fs.mkdirSync(path.join(keptRoot, k, 'stray', 'deeper'), { recursive: true });
+      fs.chmodSync(path.join(keptRoot, k, 'tmp'), 0o500);
+    }
+    ws.write('BUILD.yaml', LITTER_YAML.replace('  cpu: {}', '  cpu: {env: {AGAIN: "1"}}'));
+    const r = await ws.build(['-j', '1']);
+    assert.deepEqual(new Set(Object.values(statuses(r))), new Set(['built']));
+    const mode = (0o777 & ~process.umask()).toString(8);
+    assert.equal(
+      ws.read(`wg-out/out/${CHAIN[0]}.cpu.seen.txt`),
+      `.:\ndeps\nhome\nout\ntmp\nwork\n\ndeps:\n\nhome:\n\nout:\n\ntmp:\n700\n${mode}\n${mode}\n${mode}\n${mode}\n`,
+    );
+    assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
+    // Claimed, then kept again under the name of the sandbox it became.
+    assert.ok(kept.some((k) => !fs.existsSync(path.join(keptRoot, k))), 'no kept sandbox was used');
+    assert.ok(fs.readdirSync(keptRoot).length <= 4);
+  });
 });
 
 // Actions with a source and without, alternating, so each kind gets sandboxes the other used: one with a source
