@@ -38,7 +38,10 @@ export type KvName = 'probes' | 'history' | 'records';
 export interface Kv {
   get(id: string): unknown;
   put(id: string, value: unknown): void;
-  /** Many puts in one synchronous transaction: one commit instead of one per entry. */
+  /**
+   * Many puts, written with the store's next asynchronous commit and durable at its close: a build's history,
+   * records and outputs were three synchronous commits, an fdatasync each. This process's gets see them at once.
+   */
   putMany(entries: [string, unknown][]): void;
 }
 
@@ -108,11 +111,30 @@ export class LocalStore {
     );
     const kv = (name: KvName): Kv => {
       const db = this.root.openDB<unknown, string>({ name });
-      // putSync so a get right after a put sees it; these values are small and rare.
+      // What putMany wrote and lmdb has not committed yet: an asynchronous put is not visible to gets until then.
+      const uncommitted = new Map<string, unknown>();
       return {
-        get: (id) => db.get(boundedKey(id)),
-        put: (id, value) => db.putSync(boundedKey(id), value),
-        putMany: (entries) => db.transactionSync(() => entries.forEach(([id, value]) => db.putSync(boundedKey(id), value))),
+        get: (id) => {
+          const key = boundedKey(id);
+          return uncommitted.has(key) ? uncommitted.get(key) : db.get(key);
+        },
+        // putSync so a get right after a put sees it; these values are small and rare.
+        put: (id, value) => {
+          uncommitted.delete(boundedKey(id));
+          db.putSync(boundedKey(id), value);
+        },
+        putMany: (entries) => {
+          for (const [id, value] of entries) {
+            const key = boundedKey(id);
+            uncommitted.set(key, value);
+            // What these tables hold is advice (durations, last keys, output names): a failed write loses it as
+            // a crash before the commit would, and the build goes on.
+            void db.put(key, value).then(
+              () => uncommitted.get(key) === value && uncommitted.delete(key),
+              () => undefined,
+            );
+          }
+        },
       };
     };
     this.kvs = { probes: kv('probes'), history: kv('history'), records: kv('records') };

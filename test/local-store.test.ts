@@ -325,6 +325,29 @@ test('a second process sharing the cache dir sees the entries', async (t) => {
   assert.deepEqual(store.kv('probes').get('python3.11'), { abi: 'cp311' });
 });
 
+test('putMany is seen by gets at once and is on disk after close', async (t) => {
+  const root = tempDir(t);
+  const a = LocalStore.open(join(root, 'cache'));
+  a.kv('history').putMany([
+    ['one', { durationMs: 1 }],
+    ['two', { durationMs: 2 }],
+  ]);
+  // Before any commit: from the overlay.
+  assert.deepEqual(a.kv('history').get('one'), { durationMs: 1 });
+  a.kv('history').putMany([['one', { durationMs: 3 }]]);
+  assert.deepEqual(a.kv('history').get('one'), { durationMs: 3 });
+  await a.close();
+  const mod = fileURLToPath(new URL('../cache/local-store.js', import.meta.url));
+  const script = `
+    const { LocalStore } = await import(${JSON.stringify(mod)});
+    const s = LocalStore.open(process.argv[1]);
+    process.stdout.write(JSON.stringify([s.kv('history').get('one'), s.kv('history').get('two')]));
+    await s.close();
+  `;
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', script, join(root, 'cache')], { encoding: 'utf8' });
+  assert.deepEqual(JSON.parse(out), [{ durationMs: 3 }, { durationMs: 2 }]);
+});
+
 test('opening twice in one process shares the handle', async (t) => {
   const root = tempDir(t);
   const a = LocalStore.open(join(root, 'cache'));
