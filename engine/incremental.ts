@@ -24,7 +24,7 @@ import type { Label } from './label.js';
 import { LastBuilds } from './last-build.js';
 import { openLedger } from './ledger.js';
 import { detectCores, detectGpus, detectMemory } from './machine.js';
-import { recordDelta, recordNoop } from './noop-record.js';
+import { asCached, recordDelta, recordNoop } from './noop-record.js';
 import { dropSnapshot, snapshotOutputs, snapshotReport, type SnapshotOutputs } from './noop-snapshot.js';
 import { makeReporter } from './reporter-choice.js';
 import { schedule } from './scheduler.js';
@@ -166,8 +166,13 @@ async function buildIncremental(req: IncrementalRequest, plan: StoredPlan, readS
   if (!changes) return null;
   const moved = rekey(req, plan, changes);
   if (!moved) return null;
-  const stored = snapshotReport(args, snapshot) as { targets: TargetReport[] } | null;
-  if (!stored || stored.targets.length !== plan.labels.length) return null;
+  // Every target's report only when a --json document must list them all: the summary counts the unmoved ones.
+  const storedTargets = (): TargetReport[] | null => {
+    const stored = snapshotReport(args, snapshot) as { targets: TargetReport[] } | null;
+    return stored && stored.targets.length === plan.labels.length ? stored.targets : null;
+  };
+  const everyTarget = req.json ? storedTargets() : undefined;
+  if (everyTarget === null) return null;
   const gpus = [...moved.values()].some((p) => p.target.resources.gpus > 0) ? detectGpus().map((g) => g.index) : [];
   if ([...moved.values()].some((p) => p.target.resources.gpus > gpus.length)) return null;
 
@@ -247,9 +252,10 @@ async function buildIncremental(req: IncrementalRequest, plan: StoredPlan, readS
       runner.report(planned.get(label)!, 'skipped', { error: because });
       emit({ type: 'skipped', label, key: planned.get(label)!.key, because });
     }
-    const targets = stored.targets.map((t) => runner.reports.get(t.label as Label) ?? t);
+    const targets = [...moved].map(([i, p]) => runner.reports.get(p.target.label) ?? plan.stored(i).report);
     const report: BuildReport = {
       targets,
+      unlisted: plan.labels.length - targets.length,
       ok: targets.every((t) => t.status === 'built' || t.status === 'cached'),
       interrupted: interrupts.signal.aborted,
       durationMs: Date.now() - startedMs,
@@ -264,8 +270,11 @@ async function buildIncremental(req: IncrementalRequest, plan: StoredPlan, readS
     };
     reporter.summary(report, false);
     // `incremental: true` tells scripts (and tests) that only what the changed files touch was looked at.
-    if (req.json) process.stdout.write(`${JSON.stringify({ ok: report.ok, durationMs: report.durationMs, targets: report.targets, incremental: true }, null, 2)}\n`);
-    recordIncremental(req, plan, moved, changes, report, stored.targets, cwd);
+    if (everyTarget) {
+      const all = everyTarget.map((t) => runner.reports.get(t.label as Label) ?? t);
+      process.stdout.write(`${JSON.stringify({ ok: report.ok, durationMs: report.durationMs, targets: all, incremental: true }, null, 2)}\n`);
+    }
+    recordIncremental(req, plan, moved, changes, report, () => everyTarget ?? storedTargets(), cwd);
     if (report.interrupted) return 130;
     return report.ok ? 0 : 1;
   } finally {
@@ -297,38 +306,41 @@ function recordIncremental(
   moved: Map<number, Planned>,
   changes: Changes,
   report: BuildReport,
-  before: TargetReport[],
+  storedTargets: () => TargetReport[] | null,
   cwd: string,
 ): void {
   if (!report.ok || report.interrupted || report.warned) return;
   const racy = new Map(req.check.snapshot.digests);
   const digestOf = (f: string): string | undefined => changes.digests.get(f) ?? racy.get(f);
   const entries = new Map<number, PlanEntry>();
+  const reports = new Map(report.targets.map((t) => [t.label, t]));
   for (const [i, p] of moved) {
     const result = report.results.get(p.target.label);
-    const entry = result ? storeTarget(p, result) : null;
+    const entry = result ? storeTarget(p, result, asCached(reports.get(p.target.label)!)) : null;
     if (entry === null) return;
     entries.set(i, entry);
   }
   const replaced = new Set([...plan.replaced.keys(), ...entries.keys()]);
   if (replaced.size <= Math.max(MIN_DELTA, plan.labels.length / 10)) {
-    const movedLabels = new Set([...moved.values()].map((p) => p.target.label as string));
     recordDelta(report, req.args, {
       previous: req.check.snapshot,
       delta: plan.delta,
       base: plan.base,
-      before: new Map(before.filter((t) => movedLabels.has(t.label)).map((t) => [t.label, t])),
+      before: new Map([...moved.keys()].map((i) => [plan.labels[i]!, plan.stored(i).report])),
       plan: entries,
       digestOf,
       changed: new Set(changes.digests.keys()),
     });
     return;
   }
+  const all = storedTargets();
+  if (all === null) return; // no snapshot: the next build takes the full path
+  const full: BuildReport = { ...report, targets: all.map((t) => reports.get(t.label) ?? t), unlisted: 0 };
   // Unchanged targets' outputs are where the last snapshot left them: the output folders' stats vouched for them.
   const rebuilt = new Set(report.blobs.keys());
   const outputs = new Map<string, SnapshotOutputs[number]>();
   for (const entry of snapshotOutputs(req.check.file, req.check.snapshot) ?? []) if (!rebuilt.has(entry[0])) outputs.set(entry[0], entry);
-  recordNoop(report, req.args, cwd, {
+  recordNoop(full, req.args, cwd, {
     outputs,
     digestOf,
     plan: {

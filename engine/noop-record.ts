@@ -34,7 +34,7 @@ function notReplayable(report: BuildReport): string | null {
 }
 
 /** A target's report as a no-op shows it. */
-function asCached(t: TargetReport): TargetReport {
+export function asCached(t: TargetReport): TargetReport {
   return { ...t, status: 'cached', durationMs: null, error: null };
 }
 
@@ -113,9 +113,10 @@ export function recordNoop(
   const snapshot = newSnapshot(report, args, lines, folders, newestFirst);
   const labels = report.targets.map((t) => t.label as string);
   const planned = (l: string): Planned => report.planned.get(l as Label)!;
+  const cachedOf = new Map(cached.map((t) => [t.label as string, t]));
   const plan: PlanSource = known.plan ?? {
     depsOf: (l) => planned(l).target.deps,
-    entry: (l) => storeTarget(planned(l), report.results.get(l as Label)!),
+    entry: (l) => storeTarget(planned(l), report.results.get(l as Label)!, cachedOf.get(l)!),
     sourceOf: (l) => ({ root: planned(l).source?.root ?? '', patches: planned(l).target.patches.map((f) => path.resolve(args.root, f)) }),
   };
   return writeSnapshot(snapshot, args, report.readStartNs, known.digestOf ?? digestsOf(report), (file) => {

@@ -68,7 +68,7 @@ export function eventLines(e: BuildEvent, cwd: string): string[] {
 /** The closing lines: the dry run's list, the critical path of what was built, and the counts. */
 export function summaryLines(report: BuildReport, dryRun: boolean, critical: CriticalStep[]): string[] {
   const lines: string[] = [];
-  const count = (s: string): number => report.targets.filter((t) => t.status === s).length;
+  const count = (s: string): number => report.targets.filter((t) => t.status === s).length + (s === 'cached' ? (report.unlisted ?? 0) : 0);
   if (dryRun) {
     for (const t of report.targets) {
       if (t.status === 'cached') lines.push(`cached      ${t.label}  ${t.key.slice(0, 12)}`);

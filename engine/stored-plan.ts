@@ -14,11 +14,11 @@ import { planAction } from './action-plan.js';
 import { readAt } from './read-at.js';
 import { readDelta, type SnapshotDelta } from './snapshot-delta.js';
 import type { ConfiguredTarget } from './analyze.js';
-import type { Planned } from './build.js';
+import type { Planned, TargetReport } from './build.js';
 import type { ActionKey, KeyRecord } from './key.js';
 import type { Label } from './label.js';
 
-const PLAN_VERSION = 2;
+const PLAN_VERSION = 3;
 
 /** One target as stored: its rule by kind (the rule itself is code). */
 export interface StoredTarget {
@@ -31,6 +31,8 @@ export interface StoredTarget {
   toolchain: Toolchain | null;
   /** The result without its key record, which is `record`: a third of the bytes of a small target. */
   result: Omit<ActionResult, 'record'>;
+  /** Its report as a no-op shows it (what the snapshot's --json document holds for it). */
+  report: TargetReport;
 }
 
 interface PlanFile {
@@ -78,7 +80,7 @@ export function planPath(snapshotFile: string): string {
 }
 
 /** The stored form of a planned target; null when it cannot be stored (a plugin's rule: its code is not ours to reload). */
-export function storeTarget(p: Planned, result: ActionResult): PlanEntry | null {
+export function storeTarget(p: Planned, result: ActionResult, report: TargetReport): PlanEntry | null {
   if (p.record.rule.plugin !== undefined || !builtinRules().has(p.target.rule.kind)) return null;
   const stored: StoredTarget = {
     target: { ...p.target, rule: p.target.rule.kind },
@@ -88,6 +90,7 @@ export function storeTarget(p: Planned, result: ActionResult): PlanEntry | null 
     remoteSource: p.remoteSource !== null,
     toolchain: p.toolchain,
     result: { key: result.key, label: result.label, outputs: result.outputs, log: result.log, durationMs: result.durationMs, createdAt: result.createdAt },
+    report,
   };
   return { bytes: serialize(stored), key: p.key };
 }

@@ -89,6 +89,29 @@ describe('incremental path', () => {
     await fullPathAgrees(ws);
   });
 
+  test('without --json, only the moved targets are looked at, and the snapshot left lists every target', async () => {
+    const ws = await fresh();
+    const before = (await ws.build()) as Json;
+    ws.write('src/a/in.txt', 'a2\n');
+    const r = await ws.run(['build']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /\nwg: 2 built, 1 cached, 0 failed, 0 skipped in \d+\.\ds\n$/);
+    assert.equal(out(ws, 'b'), 'b\n');
+    await sleep(PAST_RACY_WINDOW_MS);
+    await ws.run(['build']);
+    const noop = (await ws.build()) as Json;
+    assert.equal(noop.snapshot, true);
+    // The same reports as before the edit but for the two new keys.
+    const keyOf = (j: Json, label: string): string => j.targets.find((t) => t.label === label)!.key;
+    assert.deepEqual(
+      noop.targets.map((t) => ({ ...t, key: '' })),
+      before.targets.map((t) => ({ ...t, key: '', status: 'cached', durationMs: null, error: null })),
+    );
+    assert.notEqual(keyOf(noop, '//a:cpu'), keyOf(before, '//a:cpu'));
+    assert.equal(keyOf(noop, '//c:cpu'), keyOf(before, '//c:cpu'));
+    await fullPathAgrees(ws);
+  });
+
   test('a patch edit rebuilds the patched target', async () => {
     const ws = await fresh();
     assert.equal(out(ws, 'c'), 'c patched\n');
