@@ -21,10 +21,19 @@ export class TargetGraph {
   }
 
   addDependency(from: Label, to: Label): void {
-    this.addTarget(from);
-    this.addTarget(to);
-    this.out.get(from)!.add(to);
-    this.in.get(to)!.add(from);
+    // One lookup a side when both are known (as analysis adds them), not three.
+    let deps = this.out.get(from);
+    if (!deps) {
+      this.addTarget(from);
+      deps = this.out.get(from)!;
+    }
+    let dependents = this.in.get(to);
+    if (!dependents) {
+      this.addTarget(to);
+      dependents = this.in.get(to)!;
+    }
+    deps.add(to);
+    dependents.add(from);
   }
 
   dependencies(label: Label): Label[] {
