@@ -152,15 +152,18 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
         );
       }
       const depLabel = makeLabel(depPkg.name, variant);
-      if (!targets.has(depLabel) && ws.rejected.has(`variants/${variant}`)) return;
-      if (!targets.has(depLabel)) {
+      const dep = targets.get(depLabel);
+      if (!dep && ws.rejected.has(`variants/${variant}`)) return;
+      if (!dep) {
         return error(
           `${target.label} depends on ${depLabel}, but package "${depPkg.name}" is not built in variant "${variant}"`,
           at(),
         );
       }
-      if (!target.deps.includes(depLabel)) target.deps.push(depLabel);
-      graph.addDependency(target.label, depLabel);
+      // The dependency's own label from here on, not the equal string just made: every later lookup of it (the
+      // graph's, planning's) finds its hash already computed and the same string at the entry.
+      if (!target.deps.includes(dep.label)) target.deps.push(dep.label);
+      graph.addDependency(target.label, dep.label);
     });
   }
 

@@ -21,10 +21,19 @@ export class TargetGraph {
   }
 
   addDependency(from: Label, to: Label): void {
-    this.addTarget(from);
-    this.addTarget(to);
-    this.out.get(from)!.add(to);
-    this.in.get(to)!.add(from);
+    // One lookup a side when both are known (as analysis adds them), not three.
+    let deps = this.out.get(from);
+    if (!deps) {
+      this.addTarget(from);
+      deps = this.out.get(from)!;
+    }
+    let dependents = this.in.get(to);
+    if (!dependents) {
+      this.addTarget(to);
+      dependents = this.in.get(to)!;
+    }
+    deps.add(to);
+    dependents.add(from);
   }
 
   dependencies(label: Label): Label[] {
@@ -46,6 +55,7 @@ export class TargetGraph {
    * first (`a → b → a`). Rotated to start at its smallest label, so the report does not depend on map order.
    */
   cycles(): Label[][] {
+    if (this.acyclic()) return [];
     const state = new Map<string, 'active' | 'done'>();
     const stack: Label[] = [];
     const found = new Map<string, Label[]>();
@@ -71,6 +81,30 @@ export class TargetGraph {
     };
     for (const node of [...this.out.keys()].sort()) if (!state.has(node)) visit(node);
     return [...found.values()];
+  }
+
+  /**
+   * Whether peeling off every target whose dependencies are all peeled off reaches them all (Kahn's algorithm): no
+   * sort, no recursion, a counter per target. The search above, which sorts every target's dependencies, ran on
+   * every analysis to report nothing; it was a tenth of a 10,000-target one.
+   */
+  private acyclic(): boolean {
+    const waiting = new Map<Label, number>();
+    const ready: Label[] = [];
+    for (const [label, deps] of this.out) {
+      waiting.set(label, deps.size);
+      if (deps.size === 0) ready.push(label);
+    }
+    let peeled = 0;
+    for (let label = ready.pop(); label !== undefined; label = ready.pop()) {
+      peeled++;
+      for (const dependent of this.in.get(label)!) {
+        const left = waiting.get(dependent)! - 1;
+        waiting.set(dependent, left);
+        if (left === 0) ready.push(dependent);
+      }
+    }
+    return peeled === this.out.size;
   }
 
   /** The roots and everything they depend on, dependencies before dependents (the graph must be acyclic). */

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { statFingerprint } from '../cache/file-hash.js';
 import type { TreeRecord, TreeStep } from '../cache/stat-cache.js';
 import { listTree, treeDigest, type TreeEntry } from '../rules/source-path.js';
-import { statTuple, type StatTuple } from './inputs.js';
+import type { StatTuple } from './inputs.js';
 
 /** What the stat cache offers a tree walk (cache/stat-cache.ts StatCache). */
 export interface TreeStore {
@@ -25,16 +25,22 @@ export interface SourceTree {
 }
 
 /**
- * A source folder's stat as analysis keeps it until the tree is listed: the record check's fingerprint and the input
- * set's tuple. Ten thousand BigIntStats kept that long were half of a 10,000-target analysis's heap.
+ * A source folder's stat as analysis keeps it until the tree is listed: the record check's fingerprint, from which
+ * the input set's tuple is taken when a build notes its inputs. Ten thousand BigIntStats kept that long were half of
+ * a 10,000-target analysis's heap; the tuples, made for every folder although a dry run notes nothing, a tenth.
  */
 export interface RootStat {
   fp: string;
-  tuple: StatTuple;
 }
 
 export function rootStatOf(st: fs.BigIntStats): RootStat {
-  return { fp: statFingerprint(st, true), tuple: statTuple(st) };
+  return { fp: statFingerprint(st, true) };
+}
+
+/** The input set's tuple of a stat whose fingerprint (statFingerprint with dev: size:ino:mtime:ctime:dev) is `fp`. */
+function tupleOf(fp: string): StatTuple {
+  const [size, ino, mtimeNs, ctimeNs] = fp.split(':') as [string, string, string, string];
+  return [size, mtimeNs, ctimeNs, ino];
 }
 
 /** Told about each folder and file with the stat taken before it was listed or read (a folder's may be a tuple). */
@@ -71,7 +77,7 @@ function replay(root: string, record: TreeRecord, observe: SourceObserver | unde
     const abs = rel === '' ? dir : prefix + toNative(rel);
     if (step.length === 2 && rel === '' && rootStat) {
       if (rootStat.fp !== step[1]) return null;
-      observe?.dir(abs, rootStat.tuple);
+      observe?.dir(abs, tupleOf(rootStat.fp));
     } else if (step.length === 2) {
       const st = fs.statSync(abs, { bigint: true, throwIfNoEntry: false });
       if (!st?.isDirectory() || statFingerprint(st, true) !== step[1]) return null;

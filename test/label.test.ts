@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TargetGraph } from '../engine/graph.js';
-import { makeLabel, parseDepRef, parsePattern } from '../engine/label.js';
+import { makeLabel, parseDepRef, parsePattern, type Label } from '../engine/label.js';
 
 test('patterns', () => {
   assert.deepEqual(parsePattern('//mamba:cuda124'), { ok: true, value: { package: 'mamba', variant: 'cuda124', text: '//mamba:cuda124' } });
@@ -35,6 +35,25 @@ test('cycles are reported once each, rotated to their smallest label, closed', (
     ['//a:cpu', '//b:cpu', '//c:cpu', '//a:cpu'],
     ['//d:cpu', '//d:cpu'],
   ]);
+});
+
+test('a cycle between acyclic parts is still found, and a graph without one has none', () => {
+  const g = new TargetGraph();
+  const [a, b, e, f, x] = ['a', 'b', 'e', 'f', 'x'].map((n) => makeLabel(n, 'cpu')) as [Label, Label, Label, Label, Label];
+  // e -> a -> b -> a, b -> f: f has no dependencies, e depends on the cycle.
+  g.addDependency(e, a);
+  g.addDependency(a, b);
+  g.addDependency(b, f);
+  g.addTarget(x);
+  g.addDependency(b, a);
+  assert.deepEqual(g.cycles(), [['//a:cpu', '//b:cpu', '//a:cpu']]);
+  const diamond = new TargetGraph();
+  diamond.addDependency(e, a);
+  diamond.addDependency(e, b);
+  diamond.addDependency(a, f);
+  diamond.addDependency(b, f);
+  diamond.addTarget(x);
+  assert.deepEqual(diamond.cycles(), []);
 });
 
 test('closure orders dependencies first', () => {
