@@ -7,6 +7,7 @@
 // loaded through V8's code cache (engine/code-cache.ts).
 
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -39,6 +40,35 @@ function shareNamespaces(file) {
   fs.writeFileSync(file, text.replace(helper, shared));
 }
 
+/**
+ * lmdb's native addon is found once, here, instead of by node-gyp-build on every run (engine/lmdb-addon.ts): its
+ * answer goes beside the bundles, and lmdb's import of node-gyp-build becomes an import of the loader that reads it.
+ */
+const nodeRequire = createRequire(path.join(root, 'package.json'));
+// Where lmdb-url.ts will find it: the nearest node_modules, else Node's resolver (lmdb's main is in its dist/).
+const nearest = path.join(root, 'node_modules', 'lmdb');
+const lmdbDir = fs.existsSync(path.join(nearest, 'package.json')) ? nearest : path.resolve(path.dirname(nodeRequire.resolve('lmdb')), '..');
+fs.writeFileSync(
+  path.join(dist, 'lmdb-addon.json'),
+  `${JSON.stringify({
+    dir: lmdbDir,
+    abi: process.versions.modules,
+    platform: process.platform,
+    arch: process.arch,
+    file: nodeRequire('node-gyp-build-optional-packages').resolve(lmdbDir),
+  })}\n`,
+);
+const lmdbAddon = {
+  name: 'lmdb-addon',
+  setup(b) {
+    b.onResolve({ filter: /^node-gyp-build-optional-packages$/ }, (args) =>
+      path.basename(args.importer) === 'native.js' && path.basename(path.dirname(args.importer)) === 'lmdb'
+        ? { path: path.join(dist, 'engine', 'lmdb-addon.js') }
+        : undefined,
+    );
+  },
+};
+
 await build({ ...common, entryPoints: ['dist/engine/fast-noop.js'], format: 'cjs', outfile: 'dist/fast-noop.cjs' });
 shareNamespaces(path.join(dist, 'fast-noop.cjs'));
 
@@ -53,6 +83,7 @@ await build({
   // incremental path leaves out msgpackr's native extractor: loading it costs an edit more than it saves.
   define: { 'import.meta.url': 'wgLmdbUrl', 'process.env.MSGPACKR_NATIVE_ACCELERATION_DISABLED': '"true"' },
   inject: ['dist/engine/lmdb-url.js'],
+  plugins: [lmdbAddon],
 });
 shareNamespaces(path.join(dist, 'incremental.cjs'));
 
@@ -66,5 +97,6 @@ await build({
   external: ['msgpackr-extract'],
   define: { 'import.meta.url': 'wgLmdbUrl' },
   inject: ['dist/engine/lmdb-url.js'],
+  plugins: [lmdbAddon],
 });
 shareNamespaces(path.join(dist, 'wg.cjs'));

@@ -1,6 +1,7 @@
 // The incremental path's bundle carries lmdb's sources but not its native addon, which lmdb finds from the package
 // folder the bundle locates (engine/lmdb-url.ts): through the node_modules folders above the bundle, else through
-// Node's resolver (NODE_PATH, global folders).
+// Node's resolver (NODE_PATH, global folders). Which addon file that is, scripts/bundle.mjs wrote beside the bundles
+// (engine/lmdb-addon.ts); a copy without that note, or with one that does not fit, asks node-gyp-build.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -42,4 +43,32 @@ test('with no node_modules folder above it, the bundle finds lmdb through NODE_P
   const r = load(alone, { NODE_PATH: path.join(repo, 'node_modules') });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.addons.length, 1, r.addons.join('\n'));
+});
+
+test('the addon named beside the bundle is loaded when it fits; otherwise node-gyp-build finds it', () => {
+  const pkg = path.join(dir, 'noted');
+  fs.mkdirSync(path.join(pkg, 'dist'), { recursive: true });
+  fs.symlinkSync(path.join(repo, 'node_modules'), path.join(pkg, 'node_modules'));
+  const real = fs.realpathSync(path.join(repo, 'node_modules', '@lmdb'));
+  const noted = JSON.parse(fs.readFileSync(path.join(repo, 'dist', 'lmdb-addon.json'), 'utf8')) as Record<string, string>;
+  // A copy elsewhere, so that loading it is told apart from node-gyp-build's answer.
+  const copy = path.join(dir, 'copy-of-lmdb.node');
+  fs.copyFileSync(noted['file']!, copy);
+  const note = (fields: Record<string, string>): void =>
+    fs.writeFileSync(path.join(pkg, 'dist', 'lmdb-addon.json'), JSON.stringify({ ...noted, dir: path.join(pkg, 'node_modules', 'lmdb'), file: copy, ...fields }));
+  const at = path.join(pkg, 'dist', 'incremental.cjs');
+
+  note({});
+  assert.deepEqual(load(at).addons, [copy]);
+  for (const [what, misfit] of [
+    ['another Node ABI', { abi: '1' }],
+    ['another lmdb folder', { dir: path.join(dir, 'elsewhere', 'lmdb') }],
+    ['a file that is gone', { file: path.join(dir, 'gone.node') }],
+  ] as const) {
+    note(misfit);
+    const r = load(at);
+    assert.equal(r.status, 0, `${what}: ${r.stderr}`);
+    assert.equal(r.addons.length, 1, what);
+    assert.ok(r.addons[0]!.startsWith(real), `${what}: ${r.addons[0]}`);
+  }
 });
