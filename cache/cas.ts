@@ -6,7 +6,7 @@
 // Blobs are never trusted just because their name looks right (rule 3): an unrecorded or changed blob is
 // re-hashed before it is used.
 
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   closeSync,
@@ -100,7 +100,7 @@ function hasCode(e: unknown, ...codes: string[]): boolean {
 }
 
 function randomHex(): string {
-  return createHash('sha256').update(`${process.pid}:${performance.now()}:${Math.random()}`).digest('hex').slice(0, 16);
+  return randomBytes(8).toString('hex');
 }
 
 function pidAlive(pid: number): boolean {
