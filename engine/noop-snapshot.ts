@@ -13,7 +13,7 @@ import { hashFileSync } from '../cache/file-hash.js';
 import type { StatTuple } from './inputs.js';
 import { applyOutputs, applyTargets, dropDelta, readDelta, type SnapshotDelta } from './snapshot-delta.js';
 
-export const SNAPSHOT_VERSION = 5;
+export const SNAPSHOT_VERSION = 4;
 /** A file changed less than this before it was read might change again within the same timestamp tick. */
 const RACY_WINDOW_NS = 2_000_000_000n;
 
@@ -45,44 +45,32 @@ export interface Snapshot {
   outputDirs: [string, StatTuple | null][];
   /** What the full path printed on stderr for a no-op, with `{seconds}` where the time goes. */
   lines: string[];
-  /** `files`, `dirs` and `outputDirs` as the check compares them (see StatPrint), in the same order. */
-  prints?: { files: (StatPrint | null)[]; dirs: (StatPrint | null)[]; outputDirs: (StatPrint | null)[] };
 }
 
-/**
- * A stat as Node's number `Stats` has it: size, mtimeMs, ctimeMs, inode. The check stats every input with these
- * instead of BigIntStats: at 1000 targets the 2000 BigIntStats, and the four strings made of each, were a sixth of
- * the check and most of its garbage. The times are the doubles Node computes from seconds and nanoseconds, so a
- * print made from a StatTuple equals the one a stat of the same file gives; they resolve ~0.25 µs, and a file
- * changed within a hair of its recorded time is racy and checked by content anyway.
- */
-export type StatPrint = [number, number, number, number];
-
-/** Node's msFromTimeSpec, from the nanoseconds a StatTuple holds. */
+/** Node's msFromTimeSpec (how a number `Stats` gets mtimeMs and ctimeMs), from the nanoseconds a StatTuple holds. */
 function msOf(ns: string): number {
   const cut = ns.length - 9;
   return cut > 0 ? Number(ns.slice(0, cut)) * 1e3 + Number(ns.slice(cut)) / 1e6 : Number(ns) / 1e6;
 }
 
-function printOf(st: StatTuple | null): StatPrint | null {
-  return st === null ? null : [Number(st[0]), msOf(st[1]), msOf(st[2]), Number(st[3])];
-}
-
-function withPrints(snapshot: Snapshot): Snapshot {
-  const prints = (entries: [string, StatTuple | null][]): (StatPrint | null)[] => entries.map(([, st]) => printOf(st));
-  return { ...snapshot, prints: { files: prints(snapshot.files), dirs: prints(snapshot.dirs), outputDirs: prints(snapshot.outputDirs) } };
-}
-
-/** Whether `p` is still the file or folder `print` recorded (a missing one is still missing). */
-function unmoved(p: string, print: StatPrint | null): boolean {
+/**
+ * Whether `p` is still the file or folder `recorded` (a missing one is still missing). Compared as a number
+ * `Stats` has it: at 1000 targets, 2000 BigIntStats and the four strings made of each were a sixth of the check and
+ * most of its garbage. The times are the doubles Node computes from seconds and nanoseconds, so an unchanged file
+ * compares equal; they resolve ~0.25 µs, and a file changed that close to its recorded time is racy, checked by
+ * content anyway.
+ */
+function unmoved(p: string, recorded: StatTuple | null): boolean {
   let st: fs.Stats | undefined;
   try {
     st = fs.statSync(p, { throwIfNoEntry: false });
   } catch {
-    st = undefined; // unreadable counts as gone, as it did for the full path
+    st = undefined; // unreadable counts as gone
   }
-  if (st === undefined || print === null) return st === undefined && print === null;
-  return st.size === print[0] && st.mtimeMs === print[1] && st.ctimeMs === print[2] && st.ino === print[3];
+  if (st === undefined || recorded === null) return st === undefined && recorded === null;
+  return (
+    st.size === Number(recorded[0]) && st.mtimeMs === msOf(recorded[1]) && st.ctimeMs === msOf(recorded[2]) && st.ino === Number(recorded[3])
+  );
 }
 
 /** A blob's fingerprint as the CAS records it: size, mtime and inode (ctime changes with every link). */
@@ -181,7 +169,7 @@ export function writeSnapshot(
   const file = snapshotPath(args.cacheDir, args.root);
   fs.mkdirSync(path.dirname(file), { recursive: true });
   companions(file);
-  replaceFile(file, JSON.stringify(withPrints(snapshot)));
+  replaceFile(file, JSON.stringify(snapshot));
   return null;
 }
 
@@ -261,23 +249,19 @@ export function checkSnapshot(args: SnapshotArgs): SnapshotCheck | null {
   }
   if (snapshot.v !== SNAPSHOT_VERSION || snapshot.argsId !== argsId(args)) return null;
   if (snapshot.envHash !== envHash(snapshot.envNames)) return null;
-  const prints = snapshot.prints;
-  const fits = (a: unknown[], b: unknown[] | undefined): boolean => b !== undefined && a.length === b.length;
-  if (!prints || !fits(snapshot.files, prints.files) || !fits(snapshot.dirs, prints.dirs) || !fits(snapshot.outputDirs, prints.outputDirs)) return null;
-  delete snapshot.prints; // what a caller keeps or writes back is the snapshot itself
   const moved = new Set<string>();
-  snapshot.files.forEach(([p], i) => unmoved(p, prints.files[i]!) || moved.add(p));
+  for (const [p, st] of snapshot.files) if (!unmoved(p, st)) moved.add(p);
   for (const [p, digest] of snapshot.digests) if (!moved.has(p) && digestMoved(p, digest)) moved.add(p);
   const files = [...moved];
-  const dirs = snapshot.dirs.filter(([p], i) => !unmoved(p, prints.dirs[i]!)).map(([p]) => p);
+  const dirs = snapshot.dirs.filter(([p, st]) => !unmoved(p, st)).map(([p]) => p);
   const changed = new Set<string>();
-  snapshot.outputDirs.forEach(([p, st], i) => (st === null || !unmoved(p, prints.outputDirs[i]!)) && changed.add(p));
+  for (const [p, st] of snapshot.outputDirs) if (st === null || !unmoved(p, st)) changed.add(p);
   if (files.length + dirs.length > 0) return changed.size === 0 ? { kind: 'changed', snapshot, file, files, dirs } : null;
   if (changed.size === 0) return { kind: 'noop', snapshot };
   if (!restoreOutputs(snapshot, file, changed)) return null;
   snapshot.outputDirs = snapshot.outputDirs.map(([p, st]) => [p, changed.has(p) ? current(p) : st]);
   if (snapshot.outputDirs.some(([, st]) => st === null)) return null;
-  replaceFile(file, JSON.stringify(withPrints(snapshot)));
+  replaceFile(file, JSON.stringify(snapshot));
   return { kind: 'noop', snapshot };
 }
 
