@@ -174,8 +174,10 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
     for (const dep of input.deps) {
       const wheels: string[] = [];
       const files: string[] = [];
+      const name = dep.label.replace(/[^A-Za-z0-9_.-]+/g, '_');
+      const folder = dep.result.outputs.length > 0 ? options.sandboxes.depFolder(sandbox, name) : '';
       for (const out of dep.result.outputs) {
-        const dest = path.join(sandbox, 'deps', dep.label.replace(/[^A-Za-z0-9_.-]+/g, '_'), out.path);
+        const dest = path.join(folder, out.path);
         await options.store.materialize(out.digest, dest, out.mode);
         (out.kind === 'wheel' ? wheels : files).push(dest);
       }

@@ -1,12 +1,15 @@
 // The folders actions run in. A sandbox holds home/, tmp/, out/ and deps/ when the action starts, nothing else
-// (the executor then copies the action's source into src/).
+// (the executor then copies the action's source into src/ and links each dependency's outputs into
+// deps/<label>/).
 //
 // A fresh folder per action cost five new inodes (the folder and its four), 0.3-1 ms each on ext4, where a rename
 // costs 0.02 ms: so the folder of an action that succeeded is emptied and renamed for the next one. Emptying is not
 // assumed but done: everything in it is removed except the four folders, themselves emptied, so the next action
 // finds exactly what a fresh sandbox holds. An emptied src/ is kept too, for the next action with a source to copy
 // into (one inode less to make and to remove), and taken away from one without. A failed action's folder is never
-// reused: it stays for inspection.
+// reused: it stays for inspection. The deps/<label> folders (one or two per action on a layered graph) are kept
+// the same way: emptied, moved out of the sandbox to a spare name beside it, and renamed to the next action's
+// deps/<label> instead of made.
 
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -26,11 +29,21 @@ function sandboxName(label: string): string {
 
 /**
  * Empties a used sandbox in place: the four folders stay (emptied, their mode restored), and `kept` when it is
- * there; everything else goes; false when something resists. Self-contained (it uses only its arguments) because
- * the janitor thread runs its source. By hand rather than by fs.rmSync: the file type comes with the listing, so
- * each entry costs one unlink or rmdir and no lstat.
+ * there; everything else goes; false when something resists. Each folder in deps/ is emptied too and moved out
+ * to `${spareBase}-<n>`, beside the sandboxes, its path pushed to `spares` (as soon as it is there, so that even
+ * a sandbox that then resists does not leave an untracked one behind). Self-contained (it uses only its
+ * arguments) because the janitor thread runs its source. By hand rather than by fs.rmSync: the file type comes
+ * with the listing, so each entry costs one unlink or rmdir and no lstat.
  */
-function emptySandbox(fs: typeof import('node:fs'), dir: string, fixed: string[], kept: string, fixedMode: number): boolean {
+function emptySandbox(
+  fs: typeof import('node:fs'),
+  dir: string,
+  fixed: string[],
+  kept: string,
+  fixedMode: number,
+  spareBase: string,
+  spares: string[],
+): boolean {
   const emptyDir = (d: string): void => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = `${d}/${e.name}`;
@@ -52,10 +65,24 @@ function emptySandbox(fs: typeof import('node:fs'), dir: string, fixed: string[]
     }
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
       const p = `${dir}/${e.name}`;
-      if (e.isDirectory()) {
+      if (!e.isDirectory()) fs.unlinkSync(p);
+      else if (e.name === 'deps') {
+        for (const dep of fs.readdirSync(p, { withFileTypes: true })) {
+          const q = `${p}/${dep.name}`;
+          if (!dep.isDirectory()) {
+            fs.unlinkSync(q);
+            continue;
+          }
+          fs.chmodSync(q, fixedMode);
+          emptyDir(q);
+          const spare = `${spareBase}-${spares.length}`;
+          fs.renameSync(q, spare);
+          spares.push(spare);
+        }
+      } else {
         emptyDir(p);
         if (!fixed.includes(e.name) && e.name !== kept) fs.rmdirSync(p);
-      } else fs.unlinkSync(p);
+      }
     }
     // The action may have removed one of them.
     for (const d of fixed) if (!fs.existsSync(`${dir}/${d}`)) fs.mkdirSync(`${dir}/${d}`);
@@ -66,9 +93,9 @@ function emptySandbox(fs: typeof import('node:fs'), dir: string, fixed: string[]
 }
 
 /**
- * The janitor thread: empties the sandboxes it is sent and says which it emptied (true) or could not (false); on
- * `close` it removes every folder it emptied that is still there under that name (one taken for another action
- * was renamed) and ends. Its imports are dynamic: eval'd code is a module or a script as the main program is.
+ * The janitor thread: empties the sandboxes it is sent and says which it emptied (true) or could not (false), and
+ * the spare folders it moved out of their deps/; on `close` it removes every folder it emptied or moved out that
+ * is still there under that name (one taken for another action was renamed) and ends. Its imports are dynamic: eval'd code is a module or a script as the main program is.
  */
 const JANITOR = `(async () => {
 const { parentPort } = await import('node:worker_threads');
@@ -85,14 +112,16 @@ parentPort.on('message', (m) => {
     parentPort.close();
     return;
   }
-  const ok = emptySandbox(fs, m.dir, m.fixed, m.kept, m.fixedMode);
+  const spares = [];
+  const ok = emptySandbox(fs, m.dir, m.fixed, m.kept, m.fixedMode, m.spareBase, spares);
+  for (const spare of spares) emptied.add(spare);
   if (ok) emptied.add(m.dir);
   else {
     try {
       fs.rmSync(m.dir, { recursive: true, force: true });
     } catch {}
   }
-  parentPort.postMessage({ dir: m.dir, ok });
+  parentPort.postMessage({ dir: m.dir, ok, spares });
 });
 })();
 `;
@@ -107,6 +136,10 @@ const EMPTY_IN_PLACE = 8;
 export class Sandboxes {
   /** Emptied folders, ready for the next action. */
   private readonly idle: string[] = [];
+  /** Emptied deps/<label> folders moved out of their sandboxes, ready to be the next deps/<label>. */
+  private readonly spares: string[] = [];
+  /** Names the spares of each emptied sandbox apart: `.spare-<pid>-<n>`, beside the sandboxes. */
+  private emptiedCount = 0;
   /** The mode mkdir gives the four folders under this umask, which an emptied sandbox's get back. */
   private fixedMode: number | undefined;
 
@@ -147,19 +180,44 @@ export class Sandboxes {
     return dir;
   }
 
+  /**
+   * Makes `<sandbox>/deps/<name>`, an empty folder, by renaming a spare one when there is one (a rename, not a new
+   * inode), and returns its path.
+   */
+  depFolder(sandbox: string, name: string): string {
+    const dir = path.join(sandbox, 'deps', name);
+    const spare = this.spares.pop();
+    if (spare !== undefined) {
+      try {
+        fs.renameSync(spare, dir);
+        return dir;
+      } catch (e) {
+        // Already made, for another label of the same folder name: both share it, as they did before spares.
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOTEMPTY' || code === 'EEXIST') this.spares.push(spare);
+      }
+    }
+    fs.mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+
   /** Takes back the sandbox of an action that succeeded: emptied for the next, or removed when it cannot be. */
   release(dir: string): void {
     const fixedMode = this.fixedMode ?? 0o755;
+    const spareBase = path.join(this.root, `.spare-${process.pid}-${this.emptiedCount++}`);
     if (this.released++ >= EMPTY_IN_PLACE && !this.closed) {
       const janitor = this.janitor();
       if (janitor) {
         this.inFlight++;
         janitor.ref();
-        janitor.postMessage({ dir, fixed: FIXED, kept: SOURCE, fixedMode });
+        janitor.postMessage({ dir, fixed: FIXED, kept: SOURCE, fixedMode, spareBase });
         return;
       }
     }
-    if (emptySandbox(fs, dir, FIXED, SOURCE, fixedMode)) this.idle.push(dir);
+    const spares: string[] = [];
+    const ok = emptySandbox(fs, dir, FIXED, SOURCE, fixedMode, spareBase, spares);
+    this.spares.push(...spares);
+    if (ok) this.idle.push(dir);
     // Something in it resists removal (a read-only folder deeper down): it goes in the background, whatever it
     // takes, and the next action gets a fresh folder.
     else this.discard(dir);
@@ -177,10 +235,12 @@ export class Sandboxes {
       // Loaded here, not imported: node:worker_threads takes ~6 ms to load, and most builds never start the janitor.
       const { Worker } = process.getBuiltinModule('node:worker_threads');
       const w = new Worker(JANITOR, { eval: true });
-      w.on('message', (m: { dir: string; ok: boolean }) => {
+      w.on('message', (m: { dir: string; ok: boolean; spares: string[] }) => {
         // Idle, the thread must not keep wg alive.
         if (--this.inFlight === 0 && !this.closed) w.unref();
         if (m.ok && !this.closed) this.idle.push(m.dir);
+        // After close, the thread removes them itself.
+        if (!this.closed) this.spares.push(...m.spares);
       });
       w.on('error', () => {
         // What it held is left on disk, as a crash would leave it; the rest is emptied in place.
@@ -201,7 +261,7 @@ export class Sandboxes {
   /** Removes the idle folders: a build leaves only the sandboxes of its failures behind. */
   close(): void {
     this.closed = true;
-    for (const dir of this.idle.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+    for (const dir of [...this.idle.splice(0), ...this.spares.splice(0)]) fs.rmSync(dir, { recursive: true, force: true });
     if (this.worker) {
       // Kept alive until it has removed what it emptied.
       this.worker.ref();

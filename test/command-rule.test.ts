@@ -51,7 +51,10 @@ describe('command rule', () => {
 // read-only. Twelve of them, so that later ones get sandboxes emptied by the janitor thread, not in place.
 const LITTER = [
   'cd .. && ls -A . home tmp out deps > work/seen.txt && stat -c %a . home tmp out deps >> work/seen.txt && cd work',
+  "find ../deps -mindepth 1 -printf '%P %m\\n' | LC_ALL=C sort >> seen.txt",
   'touch "$HOME/h" "$TMPDIR/t" ../top "$WG_OUT_DIR/o" && mkdir -p ../junk/j ../deps/d/e "$HOME/.cache/x" && touch ../deps/d/e/f',
+  // The deps/<label> folders are emptied and reused too (as spares): littered and read-only, they must come back clean.
+  'for d in ../deps/*/; do touch "$d/junk" && chmod 500 "$d"; done',
   'ln -s /etc ../link && rm -rf ../tmp && echo tmp > ../tmp && chmod 500 "$HOME" ..',
 ].join(' && ');
 const CHAIN = Array.from({ length: 12 }, (_, i) => `s${String(i).padStart(2, '0')}`);
@@ -70,9 +73,10 @@ describe('sandbox reuse', () => {
     const mode = (0o777 & ~process.umask()).toString(8);
     CHAIN.forEach((name, i) => {
       const deps = i > 0 ? `_${CHAIN[i - 1]}_cpu\n` : '';
+      const depFiles = i > 0 ? `_${CHAIN[i - 1]}_cpu ${mode}\n_${CHAIN[i - 1]}_cpu/seen.txt 444\n` : '';
       assert.equal(
         ws.read(`wg-out/out/${name}.cpu.seen.txt`),
-        `.:\ndeps\nhome\nout\ntmp\nwork\n\ndeps:\n${deps}\nhome:\n\nout:\n\ntmp:\n700\n${mode}\n${mode}\n${mode}\n${mode}\n`,
+        `.:\ndeps\nhome\nout\ntmp\nwork\n\ndeps:\n${deps}\nhome:\n\nout:\n\ntmp:\n700\n${mode}\n${mode}\n${mode}\n${mode}\n${depFiles}`,
         name,
       );
     });
