@@ -111,3 +111,47 @@ describe('sandbox reuse with sources', () => {
     assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
   });
 });
+
+// A small source tree is copied synchronously and a larger one on the thread pool (rules/source-path.ts,
+// SYNC_COPY_MAX): both must give the same copy, modes normalized to 644 and 755, symlinks kept as links.
+const SHOW_TREE = "find . -mindepth 1 -path ./seen.txt -prune -o -printf '%P %y %m %l\\n' | LC_ALL=C sort > seen.txt";
+const TREE_YAML = `variants:
+  cpu: {}
+packages:
+  small:
+    rule: command
+    source: small
+    cmd: ${JSON.stringify(SHOW_TREE)}
+    outs: [seen.txt]
+  large:
+    rule: command
+    source: large
+    cmd: ${JSON.stringify(SHOW_TREE)}
+    outs: [seen.txt]
+`;
+const TREE = { 'run.sh': '#!/bin/sh\n', 'private.txt': 'p\n', 'd/e.txt': 'e\n' };
+
+describe('source copies', () => {
+  const extra = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`large/more/m${i}.txt`, `${i}\n`]));
+  const ws = TempWorkspace.create({
+    'BUILD.yaml': TREE_YAML,
+    ...Object.fromEntries(Object.entries(TREE).flatMap(([p, text]) => [[`small/${p}`, text], [`large/${p}`, text]])),
+    ...extra,
+  });
+  after(() => ws.remove());
+
+  test('a small tree and a large one are copied alike: modes 644 and 755, symlinks as links', async () => {
+    for (const tree of ['small', 'large']) {
+      fs.chmodSync(ws.path(`${tree}/run.sh`), 0o775);
+      fs.chmodSync(ws.path(`${tree}/private.txt`), 0o600);
+      fs.symlinkSync('d/e.txt', ws.path(`${tree}/link`));
+    }
+    const r = await ws.build();
+    assert.deepEqual(statuses(r), { '//small:cpu': 'built', '//large:cpu': 'built' });
+    const mode = (0o777 & ~process.umask()).toString(8);
+    const common = [`d d ${mode} `, 'd/e.txt f 644 ', 'link l 777 d/e.txt', 'private.txt f 644 ', 'run.sh f 755 '];
+    const more = Array.from({ length: 6 }, (_, i) => `more/m${i}.txt f 644 `);
+    assert.equal(ws.read('wg-out/out/small.cpu.seen.txt'), `${common.join('\n')}\n`);
+    assert.equal(ws.read('wg-out/out/large.cpu.seen.txt'), `${[...common.slice(0, 3), `more d ${mode} `, ...more, ...common.slice(3)].join('\n')}\n`);
+  });
+});
