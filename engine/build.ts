@@ -28,6 +28,7 @@ import { loadPlugins, runPostBuildHooks, withoutPlugins, type LoadedPlugin, type
 import { resolveRemote, type RemoteFlags } from './remote-config.js';
 import type { RemoteStats, TieredCache } from '../cache/tiered-cache.js';
 import { schedule, type Job, type Limits, type ScheduleOrder } from './scheduler.js';
+import { optimizeOnlyHotCode } from './tiering.js';
 import { runCommand } from './spawn-helper.js';
 import { TargetRunner, targetReport } from './target-runner.js';
 import { planAction } from './action-plan.js';
@@ -342,6 +343,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
 
     const priorities = criticalPaths(stale, analysis, learned);
     const jobs: Job[] = stale.map((p) => runner.job(p, priorities.get(p.target.label)!));
+    if (jobs.length > 0) optimizeOnlyHotCode();
     const outcome = await schedule(jobs, limits, options.keepGoing, runner.run, signal, options.scheduleOrder ?? 'priority');
     runner.flush();
     for (const [label, status] of outcome.outcomes) {

@@ -174,8 +174,10 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
     for (const dep of input.deps) {
       const wheels: string[] = [];
       const files: string[] = [];
+      const name = dep.label.replace(/[^A-Za-z0-9_.-]+/g, '_');
+      const folder = dep.result.outputs.length > 0 ? options.sandboxes.depFolder(sandbox, name) : '';
       for (const out of dep.result.outputs) {
-        const dest = path.join(sandbox, 'deps', dep.label.replace(/[^A-Za-z0-9_.-]+/g, '_'), out.path);
+        const dest = path.join(folder, out.path);
         await options.store.materialize(out.digest, dest, out.mode);
         (out.kind === 'wheel' ? wheels : files).push(dest);
       }
@@ -262,6 +264,8 @@ const TRUNCATE_APPEND = APPEND | fs.constants.O_TRUNC;
 /**
  * Opens the log, making its folder only when it is missing (a build opens a thousand logs in one folder). Off the
  * main thread: creating a file costs up to a millisecond on ext4, taken there from every other running action.
+ * (Opened synchronously instead, 6 rotating cold 1000-target builds each: the same wall and CPU in all, 0.6 s more
+ * on the main thread; unlike a small source copy, the open is only one trip through the thread pool.)
  */
 async function openLog(file: string, flags: number): Promise<number> {
   const open = (): Promise<number> => new Promise((resolve, reject) => fs.open(file, flags, (e, fd) => (e ? reject(e) : resolve(fd))));

@@ -79,11 +79,13 @@ export function groupAlive(pgid: number): boolean {
   return groupMembers(pgid).length > 0;
 }
 
-export function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+/** Sends `signal` to group `pgid`; false when the group has no process at all (not even a zombie) to take it. */
+export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
   try {
     process.kill(-pgid, signal);
-  } catch {
-    /* already gone */
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
   }
 }
 
@@ -252,8 +254,10 @@ export class ProcessGroups {
         gone = await waitGroupGone(pgid, Math.max(0, terminatedAt + KILL_GRACE_MS - Date.now()));
         if (!gone) signalGroup(pgid, 'SIGKILL');
       } else {
-        // The step is over: anything it left running in its group (a daemon, a `&` job) goes now.
-        signalGroup(pgid, 'SIGKILL');
+        // The step is over: anything it left running in its group (a daemon, a `&` job) goes now. Usually there is
+        // nothing left to signal, which says the group is gone without the wait's own check (each costs a thrown
+        // error, ~0.1 ms per step in a profile of a cold build).
+        gone = !signalGroup(pgid, 'SIGKILL');
       }
       gone = gone || (await waitGroupGone(pgid, KILL_WAIT_MS));
       if (killTimer) clearTimeout(killTimer);

@@ -1,13 +1,17 @@
 // The folders actions run in. A sandbox holds home/, tmp/, out/ and deps/ when the action starts, nothing else
-// (the executor then copies the action's source into src/).
+// (the executor then copies the action's source into src/ and links each dependency's outputs into
+// deps/<label>/).
 //
 // A fresh folder per action cost five new inodes (the folder and its four), 0.3-1 ms each on ext4, where a rename
 // costs 0.02 ms: so the folder of an action that succeeded is emptied and renamed for the next one. Emptying is not
 // assumed but done: everything in it is removed except the four folders, themselves emptied, so the next action
 // finds exactly what a fresh sandbox holds. An emptied src/ is kept too, for the next action with a source to copy
 // into (one inode less to make and to remove), and taken away from one without. A failed action's folder is never
-// reused: it stays for inspection. A build keeps a few emptied folders for the next one, in a folder of their own:
-// an edit loop's build runs an action or two, and making and removing its sandbox was a dozen of those inodes.
+// reused: it stays for inspection. The deps/<label> folders (one or two per action on a layered graph) are kept
+// the same way: emptied, moved out of the sandbox to a spare name beside it, and renamed to the next action's
+// deps/<label> instead of made. A build keeps a few emptied sandboxes and spare folders for the next one, in a
+// folder of their own: an edit loop's build runs an action or two, and making and removing its sandbox and dep
+// folders was a dozen of those inodes.
 
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -19,19 +23,33 @@ const FIXED = ['home', 'tmp', 'out', 'deps'];
 const SOURCE = 'src';
 const NAME_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
+/** Six random letters and digits, as mkdtemp makes them. */
+function randomSuffix(): string {
+  return [...randomBytes(6)].map((b) => NAME_CHARS[b % NAME_CHARS.length]).join('');
+}
+
 /** `label-XXXXXX`, as mkdtemp names them. */
 function sandboxName(label: string): string {
-  const suffix = [...randomBytes(6)].map((b) => NAME_CHARS[b % NAME_CHARS.length]).join('');
-  return `${label.replace(/[^A-Za-z0-9_.-]+/g, '_')}-${suffix}`;
+  return `${label.replace(/[^A-Za-z0-9_.-]+/g, '_')}-${randomSuffix()}`;
 }
 
 /**
  * Empties a used sandbox in place: the four folders stay (emptied, their mode restored), and `kept` when it is
- * there; everything else goes; false when something resists. Self-contained (it uses only its arguments) because
- * the janitor thread runs its source. By hand rather than by fs.rmSync: the file type comes with the listing, so
- * each entry costs one unlink or rmdir and no lstat.
+ * there; everything else goes; false when something resists. Each folder in deps/ is emptied too and moved out
+ * to `${spareBase}-<n>`, beside the sandboxes, its path pushed to `spares` (as soon as it is there, so that even
+ * a sandbox that then resists does not leave an untracked one behind). Self-contained (it uses only its
+ * arguments) because the janitor thread runs its source. By hand rather than by fs.rmSync: the file type comes
+ * with the listing, so each entry costs one unlink or rmdir and no lstat.
  */
-function emptySandbox(fs: typeof import('node:fs'), dir: string, fixed: string[], kept: string, fixedMode: number): boolean {
+function emptySandbox(
+  fs: typeof import('node:fs'),
+  dir: string,
+  fixed: string[],
+  kept: string,
+  fixedMode: number,
+  spareBase: string,
+  spares: string[],
+): boolean {
   const emptyDir = (d: string): void => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = `${d}/${e.name}`;
@@ -53,10 +71,24 @@ function emptySandbox(fs: typeof import('node:fs'), dir: string, fixed: string[]
     }
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
       const p = `${dir}/${e.name}`;
-      if (e.isDirectory()) {
+      if (!e.isDirectory()) fs.unlinkSync(p);
+      else if (e.name === 'deps') {
+        for (const dep of fs.readdirSync(p, { withFileTypes: true })) {
+          const q = `${p}/${dep.name}`;
+          if (!dep.isDirectory()) {
+            fs.unlinkSync(q);
+            continue;
+          }
+          fs.chmodSync(q, fixedMode);
+          emptyDir(q);
+          const spare = `${spareBase}-${spares.length}`;
+          fs.renameSync(q, spare);
+          spares.push(spare);
+        }
+      } else {
         emptyDir(p);
         if (!fixed.includes(e.name) && e.name !== kept) fs.rmdirSync(p);
-      } else fs.unlinkSync(p);
+      }
     }
     // The action may have removed one of them.
     for (const d of fixed) if (!fs.existsSync(`${dir}/${d}`)) fs.mkdirSync(`${dir}/${d}`);
@@ -67,9 +99,9 @@ function emptySandbox(fs: typeof import('node:fs'), dir: string, fixed: string[]
 }
 
 /**
- * The janitor thread: empties the sandboxes it is sent and says which it emptied (true) or could not (false); on
- * `close` it removes every folder it emptied that is still there under that name (one taken for another action
- * was renamed) and ends. Its imports are dynamic: eval'd code is a module or a script as the main program is.
+ * The janitor thread: empties the sandboxes it is sent and says which it emptied (true) or could not (false), and
+ * the spare folders it moved out of their deps/; on `close` it removes every folder it emptied or moved out that
+ * is still there under that name (one taken for another action was renamed), and those it is given, and ends. Its imports are dynamic: eval'd code is a module or a script as the main program is.
  */
 const JANITOR = `(async () => {
 const { parentPort } = await import('node:worker_threads');
@@ -78,7 +110,7 @@ const emptySandbox = ${emptySandbox.toString()};
 const emptied = new Set();
 parentPort.on('message', (m) => {
   if (m.close) {
-    for (const dir of emptied) {
+    for (const dir of [...emptied, ...m.remove]) {
       try {
         fs.rmSync(dir, { recursive: true, force: true });
       } catch {}
@@ -86,14 +118,16 @@ parentPort.on('message', (m) => {
     parentPort.close();
     return;
   }
-  const ok = emptySandbox(fs, m.dir, m.fixed, m.kept, m.fixedMode);
+  const spares = [];
+  const ok = emptySandbox(fs, m.dir, m.fixed, m.kept, m.fixedMode, m.spareBase, spares);
+  for (const spare of spares) emptied.add(spare);
   if (ok) emptied.add(m.dir);
   else {
     try {
       fs.rmSync(m.dir, { recursive: true, force: true });
     } catch {}
   }
-  parentPort.postMessage({ dir: m.dir, ok });
+  parentPort.postMessage({ dir: m.dir, ok, spares });
 });
 })();
 `;
@@ -105,16 +139,25 @@ parentPort.on('message', (m) => {
  */
 const EMPTY_IN_PLACE = 8;
 
-/** How many emptied sandboxes a build leaves for the next one. */
-const KEPT = 4;
+/** Kept sandboxes and spare dep folders are told apart by name; a build leaves at most this many of each. */
+const KEPT_SANDBOX = 'sandbox-';
+const KEPT_SANDBOX_MAX = 4;
+const KEPT_DEP = 'dep-';
+const KEPT_DEP_MAX = 8;
 
 export class Sandboxes {
   /** Emptied folders, ready for the next action. */
   private readonly idle: string[] = [];
+  /** Emptied deps/<label> folders moved out of their sandboxes, ready to be the next deps/<label>. */
+  private readonly spares: string[] = [];
+  /** Names the spares of each emptied sandbox apart: `.spare-<pid>-<n>`, beside the sandboxes. */
+  private emptiedCount = 0;
   /** The mode mkdir gives the four folders under this umask, which an emptied sandbox's get back. */
   private fixedMode: number | undefined;
   /** Whether the folders an earlier build kept were listed yet. */
   private keptListed = false;
+  /** Spare dep folders an earlier build kept, not yet taken. */
+  private keptDeps: string[] = [];
 
   constructor(
     readonly root: string,
@@ -133,17 +176,48 @@ export class Sandboxes {
     } catch {
       return false;
     }
-    for (const name of names) {
+    // Spare dep folders are taken by name when a dep folder is made (depFolder), and emptied there.
+    this.keptDeps = names.filter((n) => n.startsWith(KEPT_DEP)).map((n) => path.join(this.keptRoot, n));
+    for (const name of names.filter((n) => n.startsWith(KEPT_SANDBOX))) {
       try {
         fs.renameSync(path.join(this.keptRoot, name), dir);
       } catch {
         continue; // another build took it
       }
       this.fixedMode ??= fs.statSync(path.join(dir, FIXED[0]!)).mode & 0o7777;
-      if (emptySandbox(fs, dir, FIXED, SOURCE, this.fixedMode)) return true;
+      const spares: string[] = [];
+      const ok = emptySandbox(fs, dir, FIXED, SOURCE, this.fixedMode, path.join(this.root, `.spare-${process.pid}-${this.emptiedCount++}`), spares);
+      this.spares.push(...spares);
+      if (ok) return true;
       this.discard(dir);
     }
     return false;
+  }
+
+  /**
+   * Moves up to `max` (counting what is there already) of `dirs` into the kept folder as `<prefix><suffix>`, and
+   * returns the others. Nothing is kept when the kept folder cannot be listed or made.
+   */
+  private keep(dirs: string[], prefix: string, max: number): string[] {
+    if (dirs.length === 0) return dirs;
+    let kept: number;
+    try {
+      fs.mkdirSync(this.keptRoot, { recursive: true });
+      kept = fs.readdirSync(this.keptRoot).filter((n) => n.startsWith(prefix)).length;
+    } catch {
+      return dirs;
+    }
+    const rest: string[] = [];
+    for (const dir of dirs) {
+      try {
+        if (kept >= max) throw new Error('enough kept');
+        fs.renameSync(dir, path.join(this.keptRoot, `${prefix}${randomSuffix()}`));
+        kept++;
+      } catch {
+        rest.push(dir); // enough kept, or the name taken: removed
+      }
+    }
+    return rest;
   }
 
   /**
@@ -190,19 +264,59 @@ export class Sandboxes {
     return dir;
   }
 
+  /**
+   * Makes `<sandbox>/deps/<name>`, an empty folder, by renaming a spare one when there is one (a rename, not a new
+   * inode), and returns its path.
+   */
+  depFolder(sandbox: string, name: string): string {
+    const dir = path.join(sandbox, 'deps', name);
+    const spare = this.spares.pop();
+    if (spare !== undefined) {
+      try {
+        fs.renameSync(spare, dir);
+        return dir;
+      } catch (e) {
+        // Already made, for another label of the same folder name: both share it, as they did before spares.
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOTEMPTY' || code === 'EEXIST') this.spares.push(spare);
+      }
+    }
+    // One an earlier build kept: renamed in (the claim, as for sandboxes), then emptied in case anything wrote to it.
+    for (let kept = this.keptDeps.pop(); kept !== undefined; kept = this.keptDeps.pop()) {
+      try {
+        fs.renameSync(kept, dir);
+      } catch {
+        continue; // taken by another build, or the name is already made: the next, or mkdir below
+      }
+      try {
+        fs.chmodSync(dir, this.fixedMode ?? 0o755);
+        for (const e of fs.readdirSync(dir)) fs.rmSync(path.join(dir, e), { recursive: true, force: true });
+        return dir;
+      } catch {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    fs.mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+
   /** Takes back the sandbox of an action that succeeded: emptied for the next, or removed when it cannot be. */
   release(dir: string): void {
     const fixedMode = this.fixedMode ?? 0o755;
+    const spareBase = path.join(this.root, `.spare-${process.pid}-${this.emptiedCount++}`);
     if (this.released++ >= EMPTY_IN_PLACE && !this.closed) {
       const janitor = this.janitor();
       if (janitor) {
         this.inFlight++;
         janitor.ref();
-        janitor.postMessage({ dir, fixed: FIXED, kept: SOURCE, fixedMode });
+        janitor.postMessage({ dir, fixed: FIXED, kept: SOURCE, fixedMode, spareBase });
         return;
       }
     }
-    if (emptySandbox(fs, dir, FIXED, SOURCE, fixedMode)) this.idle.push(dir);
+    const spares: string[] = [];
+    const ok = emptySandbox(fs, dir, FIXED, SOURCE, fixedMode, spareBase, spares);
+    this.spares.push(...spares);
+    if (ok) this.idle.push(dir);
     // Something in it resists removal (a read-only folder deeper down): it goes in the background, whatever it
     // takes, and the next action gets a fresh folder.
     else this.discard(dir);
@@ -220,10 +334,12 @@ export class Sandboxes {
       // Loaded here, not imported: node:worker_threads takes ~6 ms to load, and most builds never start the janitor.
       const { Worker } = process.getBuiltinModule('node:worker_threads');
       const w = new Worker(JANITOR, { eval: true });
-      w.on('message', (m: { dir: string; ok: boolean }) => {
+      w.on('message', (m: { dir: string; ok: boolean; spares: string[] }) => {
         // Idle, the thread must not keep wg alive.
         if (--this.inFlight === 0 && !this.closed) w.unref();
         if (m.ok && !this.closed) this.idle.push(m.dir);
+        // After close, the thread removes them itself.
+        if (!this.closed) this.spares.push(...m.spares);
       });
       w.on('error', () => {
         // What it held is left on disk, as a crash would leave it; the rest is emptied in place.
@@ -242,37 +358,17 @@ export class Sandboxes {
   }
 
   /**
-   * Keeps a few idle folders for the next build and removes the rest: in the sandbox folder, a build leaves only
-   * the sandboxes of its failures behind.
+   * Keeps a few idle sandboxes and spare folders for the next build, and removes the rest: in the sandbox folder, a
+   * build leaves only the sandboxes of its failures behind. Removed by the janitor when there is one (it is kept
+   * alive until it has removed them): on the main thread, their ~40 ms would come after the last action, when
+   * nothing else runs.
    */
   close(): void {
     this.closed = true;
-    const idle = this.idle.splice(0);
-    let kept = 0;
-    if (idle.length > 0) {
-      try {
-        fs.mkdirSync(this.keptRoot, { recursive: true });
-        kept = fs.readdirSync(this.keptRoot).length;
-      } catch {
-        kept = KEPT;
-      }
-    }
-    for (const dir of idle) {
-      if (kept < KEPT) {
-        try {
-          fs.renameSync(dir, path.join(this.keptRoot, path.basename(dir).slice(-6)));
-          kept++;
-          continue;
-        } catch {
-          /* the name is taken: removed below */
-        }
-      }
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const idle = [...this.keep(this.idle.splice(0), KEPT_SANDBOX, KEPT_SANDBOX_MAX), ...this.keep(this.spares.splice(0), KEPT_DEP, KEPT_DEP_MAX)];
     if (this.worker) {
-      // Kept alive until it has removed what it emptied.
       this.worker.ref();
-      this.worker.postMessage({ close: true });
-    }
+      this.worker.postMessage({ close: true, remove: idle });
+    } else for (const dir of idle) fs.rmSync(dir, { recursive: true, force: true });
   }
 }

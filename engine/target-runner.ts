@@ -35,6 +35,13 @@ export interface RunnerOptions {
   blobs: Map<string, string>;
 }
 
+/**
+ * Completed targets between two commits of what they left to remember. Committed all at the end, the records of a
+ * cold 1000-target build (~4 LMDB entries a target) were 0.2-0.3 s of the main thread after the last action, with
+ * the other core idle; in batches, all but the last one's cost falls while actions still run.
+ */
+const RECORD_EVERY = 128;
+
 /** A target's line in the build report: nothing in wg-out yet, unless `extra` says so. */
 export function targetReport(p: Planned, status: TargetReport['status'], extra: Partial<TargetReport> = {}): TargetReport {
   return { label: p.target.label, key: p.key, status, wheels: [], files: [], log: null, durationMs: null, error: null, ...extra };
@@ -46,8 +53,9 @@ export class TargetRunner {
   private readonly wgOut: string;
   private readonly sandboxes: Sandboxes;
   private readonly materialized = new Map<string, Label>();
-  /** Written only when they changed, in one transaction by `flush`: a synchronous commit per cached target would dominate a quiet build. */
+  /** Written only when they changed, in one transaction a batch: a synchronous commit per cached target would dominate a quiet build. */
   private readonly outputsToRecord = new Map<string, unknown>();
+  private sinceCommit = 0;
 
   constructor(private readonly o: RunnerOptions) {
     this.wgOut = path.join(o.root, OUT_DIR);
@@ -109,6 +117,7 @@ export class TargetRunner {
       this.results.set(p.target.label, hit);
       this.remember(p, files);
       this.o.lastBuilds.remember(p, this.o.planned);
+      this.commitEvery();
       this.report(p, 'cached', files);
       this.o.emit({ type: 'cached', label: p.target.label, key: p.key });
       return true;
@@ -180,6 +189,7 @@ export class TargetRunner {
       const files = await this.materialize(p, result);
       this.remember(p, files);
       this.o.lastBuilds.remember(p, this.o.planned);
+      this.commitEvery();
       this.report(p, 'built', { ...files, durationMs: Date.now() - t0 });
       emit({ type: 'built', label: job.label, key: p.key, durationMs: Date.now() - t0 });
       return 'ok';
@@ -214,12 +224,24 @@ export class TargetRunner {
     };
   }
 
-  /** Commits what the targets left to remember, in one transaction per store; removes the idle sandboxes. */
-  flush(): void {
-    this.sandboxes.close();
+  private commitEvery(): void {
+    if (++this.sinceCommit < RECORD_EVERY) return;
+    this.commit();
+  }
+
+  /** Commits what the targets left to remember so far, in one transaction per store. */
+  private commit(): void {
+    this.sinceCommit = 0;
     this.o.lastBuilds.flush();
     this.o.learned.flush();
     if (this.outputsToRecord.size > 0) this.o.store.kv('history').putMany([...this.outputsToRecord]);
+    this.outputsToRecord.clear();
+  }
+
+  /** Commits what the targets left to remember; removes the idle sandboxes. */
+  flush(): void {
+    this.sandboxes.close();
+    this.commit();
   }
 }
 

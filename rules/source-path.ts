@@ -101,12 +101,20 @@ export function treeDigest(entries: TreeEntry[]): string {
 
 /** How many files of a source tree are copied at once. */
 const COPY_CONCURRENCY = 8;
+/**
+ * A tree of at most this many entries is copied synchronously. Each step on the thread pool wakes a thread and is
+ * woken back: for a one-file tree (mkdir, copy, chmod) that came to ~0.6-1.3 ms of wall and ~0.4-0.7 ms of CPU
+ * against ~0.2-0.35 ms and ~0.2 ms done in place (1000 sequential copies with a log opened each, on a busy 2-core
+ * machine), and a cold build of a thousand small actions does little else on its main thread.
+ */
+const SYNC_COPY_MAX = 4;
 
 /**
- * Copies exactly the listed entries (what was hashed is what gets built). Asynchronously: creating a file costs
- * up to a millisecond on ext4, which on the main thread is taken from every other running action.
+ * Copies exactly the listed entries (what was hashed is what gets built). A larger tree asynchronously: creating a
+ * file costs up to a millisecond on ext4, which on the main thread is taken from every other running action.
  */
 export async function copyTree(root: string, entries: TreeEntry[], dest: string): Promise<void> {
+  if (entries.length <= SYNC_COPY_MAX) return copyTreeSync(root, entries, dest);
   await fsp.mkdir(dest, { recursive: true });
   // Each folder once, parents first: a recursive mkdir of an existing folder still costs a failed mkdir and a stat.
   const made = new Set([dest]);
@@ -129,4 +137,18 @@ export async function copyTree(root: string, entries: TreeEntry[], dest: string)
     }
   };
   await Promise.all(Array.from({ length: Math.min(COPY_CONCURRENCY, entries.length) }, copier));
+}
+
+/** As copyTree does it, in the same order: every folder before any file or symlink. */
+function copyTreeSync(root: string, entries: TreeEntry[], dest: string): void {
+  fs.mkdirSync(dest, { recursive: true });
+  for (const e of entries) if (e.path.includes('/')) fs.mkdirSync(path.dirname(path.join(dest, e.path)), { recursive: true });
+  for (const e of entries) {
+    const to = path.join(dest, e.path);
+    if (e.type === 'symlink') fs.symlinkSync(e.content, to);
+    else {
+      fs.copyFileSync(path.join(root, e.path), to);
+      fs.chmodSync(to, e.executable ? 0o755 : 0o644);
+    }
+  }
 }

@@ -71,3 +71,24 @@ test('the CLI keeps its code cache in the cache folder the command line names, e
   assert.deepEqual(fs.readdirSync(path.join(byFlag, 'code')), ['wg.cjs.v8']);
   assert.equal(fs.existsSync(path.join(dir, 'first')), false);
 });
+
+test("a build that ran actions leaves a code cache the next run accepts (V8's flags are put back first)", () => {
+  const wg = fileURLToPath(new URL('../../bin/wg.cjs', import.meta.url));
+  const ws = path.join(dir, 'ws-actions');
+  fs.mkdirSync(path.join(ws, 'src'), { recursive: true });
+  fs.writeFileSync(path.join(ws, 'BUILD.yaml'), 'variants:\n  cpu: {}\npackages:\n  a:\n    rule: command\n    source: src\n    cmd: "true"\n');
+  const cache = path.join(dir, 'actions-cache');
+  const build = (content: string): void => {
+    fs.writeFileSync(path.join(ws, 'src', 'in.txt'), content);
+    // The full path each time: that is the one whose build raises V8's interrupt budget (engine/tiering.ts).
+    const env = { ...process.env, WG_CACHE_DIR: cache, WG_NO_FAST_PATH: '1' };
+    const r = spawnSync(process.execPath, [wg, 'build', '//...'], { cwd: ws, encoding: 'utf8', env });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /wg: 1 built, 0 cached/);
+  };
+  const stamp = (): bigint => fs.statSync(path.join(cache, 'code', 'wg.cjs.v8'), { bigint: true }).mtimeNs;
+  build('one\n');
+  const made = stamp();
+  build('two\n');
+  assert.equal(stamp(), made, 'the code cache was rejected and written again');
+});

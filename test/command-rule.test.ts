@@ -51,7 +51,10 @@ describe('command rule', () => {
 // read-only. Twelve of them, so that later ones get sandboxes emptied by the janitor thread, not in place.
 const LITTER = [
   'cd .. && ls -A . home tmp out deps > work/seen.txt && stat -c %a . home tmp out deps >> work/seen.txt && cd work',
+  "find ../deps -mindepth 1 -printf '%P %m\\n' | LC_ALL=C sort >> seen.txt",
   'touch "$HOME/h" "$TMPDIR/t" ../top "$WG_OUT_DIR/o" && mkdir -p ../junk/j ../deps/d/e "$HOME/.cache/x" && touch ../deps/d/e/f',
+  // The deps/<label> folders are emptied and reused too (as spares): littered and read-only, they must come back clean.
+  'for d in ../deps/*/; do touch "$d/junk" && chmod 500 "$d"; done',
   'ln -s /etc ../link && rm -rf ../tmp && echo tmp > ../tmp && chmod 500 "$HOME" ..',
 ].join(' && ');
 const CHAIN = Array.from({ length: 12 }, (_, i) => `s${String(i).padStart(2, '0')}`);
@@ -60,6 +63,14 @@ const LITTER_YAML = `variants:
 packages:
 ${CHAIN.map((name, i) => `  ${name}:\n    rule: command\n    cmd: ${JSON.stringify(LITTER)}\n    outs: [seen.txt]\n${i > 0 ? `    deps: [${CHAIN[i - 1]}]\n` : ''}`).join('')}`;
 
+/** What the i-th action of the chain lists in a fresh sandbox. */
+function freshSeen(i: number): string {
+  const mode = (0o777 & ~process.umask()).toString(8);
+  const deps = i > 0 ? `_${CHAIN[i - 1]}_cpu\n` : '';
+  const depFiles = i > 0 ? `_${CHAIN[i - 1]}_cpu ${mode}\n_${CHAIN[i - 1]}_cpu/seen.txt 444\n` : '';
+  return `.:\ndeps\nhome\nout\ntmp\nwork\n\ndeps:\n${deps}\nhome:\n\nout:\n\ntmp:\n700\n${mode}\n${mode}\n${mode}\n${mode}\n${depFiles}`;
+}
+
 describe('sandbox reuse', () => {
   const ws = TempWorkspace.create({ 'BUILD.yaml': LITTER_YAML });
   after(() => ws.remove());
@@ -67,41 +78,55 @@ describe('sandbox reuse', () => {
   test("an action sees nothing of an earlier action's sandbox, and a build leaves no sandbox behind", async () => {
     const r = await ws.build(['-j', '1']);
     assert.deepEqual(new Set(Object.values(statuses(r))), new Set(['built']));
-    const mode = (0o777 & ~process.umask()).toString(8);
-    CHAIN.forEach((name, i) => {
-      const deps = i > 0 ? `_${CHAIN[i - 1]}_cpu\n` : '';
-      assert.equal(
-        ws.read(`wg-out/out/${name}.cpu.seen.txt`),
-        `.:\ndeps\nhome\nout\ntmp\nwork\n\ndeps:\n${deps}\nhome:\n\nout:\n\ntmp:\n700\n${mode}\n${mode}\n${mode}\n${mode}\n`,
-        name,
-      );
-    });
+    CHAIN.forEach((name, i) => assert.equal(ws.read(`wg-out/out/${name}.cpu.seen.txt`), freshSeen(i), name));
     assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
   });
 
-  test('a build keeps up to four emptied sandboxes, and the next build empties one again before using it', async () => {
+  test('a build keeps a few emptied sandboxes and dep folders, and the next build empties them again before use', async () => {
     const keptRoot = path.join(ws.cacheDir, 'sandbox-kept');
-    const kept = fs.readdirSync(keptRoot);
-    assert.ok(kept.length >= 1 && kept.length <= 4, `kept: ${kept.join(' ')}`);
-    for (const k of kept) {
+    const listed = (prefix: string): string[] => fs.readdirSync(keptRoot).filter((n) => n.startsWith(prefix));
+    const [sandboxes, deps] = [listed('sandbox-'), listed('dep-')];
+    assert.equal(fs.readdirSync(keptRoot).length, sandboxes.length + deps.length);
+    assert.ok(sandboxes.length >= 1 && sandboxes.length <= 4, `kept: ${sandboxes.join(' ')}`);
+    assert.ok(deps.length >= 1 && deps.length <= 8, `kept: ${deps.join(' ')}`);
+    for (const k of sandboxes) {
       assert.deepEqual(fs.readdirSync(path.join(keptRoot, k)).sort(), ['deps', 'home', 'out', 'tmp'], k);
       // Whatever wrote here since (nothing of wg does) must not reach the next action.
       fs.writeFileSync(path.join(keptRoot, k, 'home', 'planted'), '');
       fs.mkdirSync(path.join(keptRoot, k, 'stray', 'deeper'), { recursive: true });
       fs.chmodSync(path.join(keptRoot, k, 'tmp'), 0o500);
     }
+    for (const k of deps) assert.deepEqual(fs.readdirSync(path.join(keptRoot, k)), [], k);
     ws.write('BUILD.yaml', LITTER_YAML.replace('  cpu: {}', '  cpu: {env: {AGAIN: "1"}}'));
     const r = await ws.build(['-j', '1']);
     assert.deepEqual(new Set(Object.values(statuses(r))), new Set(['built']));
-    const mode = (0o777 & ~process.umask()).toString(8);
-    assert.equal(
-      ws.read(`wg-out/out/${CHAIN[0]}.cpu.seen.txt`),
-      `.:\ndeps\nhome\nout\ntmp\nwork\n\ndeps:\n\nhome:\n\nout:\n\ntmp:\n700\n${mode}\n${mode}\n${mode}\n${mode}\n`,
-    );
+    CHAIN.forEach((name, i) => assert.equal(ws.read(`wg-out/out/${name}.cpu.seen.txt`), freshSeen(i), name));
     assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
-    // Claimed, then kept again under the name of the sandbox it became.
-    assert.ok(kept.some((k) => !fs.existsSync(path.join(keptRoot, k))), 'no kept sandbox was used');
-    assert.ok(fs.readdirSync(keptRoot).length <= 4);
+    // Claimed, then kept again under other names.
+    assert.ok(sandboxes.some((k) => !fs.existsSync(path.join(keptRoot, k))), 'no kept sandbox was used');
+    assert.ok(listed('sandbox-').length <= 4 && listed('dep-').length <= 8);
+  });
+
+  test('a dep folder kept by an earlier build is emptied before it holds a dependency', async () => {
+    const two = TempWorkspace.create({
+      'BUILD.yaml': `variants:\n  cpu: {}\npackages:\n  a:\n    rule: command\n    cmd: echo a > a.txt\n    outs: [a.txt]\n  b:\n    rule: command\n    deps: [a]\n    cmd: 'cd ../deps && find . -printf "%p %m\\n" | sort > ../work/b.txt'\n    outs: [b.txt]\n`,
+    });
+    try {
+      await two.build(['-j', '1']);
+      const fresh = two.read('wg-out/out/b.cpu.b.txt');
+      const keptRoot = path.join(two.cacheDir, 'sandbox-kept');
+      const deps = fs.readdirSync(keptRoot).filter((n) => n.startsWith('dep-'));
+      assert.equal(deps.length, 1);
+      fs.mkdirSync(path.join(keptRoot, deps[0]!, 'stray'));
+      fs.writeFileSync(path.join(keptRoot, deps[0]!, 'planted'), '');
+      fs.chmodSync(path.join(keptRoot, deps[0]!), 0o500);
+      two.write('BUILD.yaml', two.read('BUILD.yaml').replace('  cpu: {}', '  cpu: {env: {AGAIN: "1"}}'));
+      assert.deepEqual(statuses(await two.build(['-j', '1'])), { '//a:cpu': 'built', '//b:cpu': 'built' });
+      assert.equal(fs.existsSync(path.join(keptRoot, deps[0]!)), false, 'the kept dep folder was not used');
+      assert.equal(two.read('wg-out/out/b.cpu.b.txt'), fresh);
+    } finally {
+      two.remove();
+    }
   });
 });
 
@@ -130,5 +155,49 @@ describe('sandbox reuse with sources', () => {
       else assert.equal(seen, 'deps\nhome\nout\ntmp\nwork\n', name);
     });
     assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
+  });
+});
+
+// A small source tree is copied synchronously and a larger one on the thread pool (rules/source-path.ts,
+// SYNC_COPY_MAX): both must give the same copy, modes normalized to 644 and 755, symlinks kept as links.
+const SHOW_TREE = "find . -mindepth 1 -path ./seen.txt -prune -o -printf '%P %y %m %l\\n' | LC_ALL=C sort > seen.txt";
+const TREE_YAML = `variants:
+  cpu: {}
+packages:
+  small:
+    rule: command
+    source: small
+    cmd: ${JSON.stringify(SHOW_TREE)}
+    outs: [seen.txt]
+  large:
+    rule: command
+    source: large
+    cmd: ${JSON.stringify(SHOW_TREE)}
+    outs: [seen.txt]
+`;
+const TREE = { 'run.sh': '#!/bin/sh\n', 'private.txt': 'p\n', 'd/e.txt': 'e\n' };
+
+describe('source copies', () => {
+  const extra = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`large/more/m${i}.txt`, `${i}\n`]));
+  const ws = TempWorkspace.create({
+    'BUILD.yaml': TREE_YAML,
+    ...Object.fromEntries(Object.entries(TREE).flatMap(([p, text]) => [[`small/${p}`, text], [`large/${p}`, text]])),
+    ...extra,
+  });
+  after(() => ws.remove());
+
+  test('a small tree and a large one are copied alike: modes 644 and 755, symlinks as links', async () => {
+    for (const tree of ['small', 'large']) {
+      fs.chmodSync(ws.path(`${tree}/run.sh`), 0o775);
+      fs.chmodSync(ws.path(`${tree}/private.txt`), 0o600);
+      fs.symlinkSync('d/e.txt', ws.path(`${tree}/link`));
+    }
+    const r = await ws.build();
+    assert.deepEqual(statuses(r), { '//small:cpu': 'built', '//large:cpu': 'built' });
+    const mode = (0o777 & ~process.umask()).toString(8);
+    const common = [`d d ${mode} `, 'd/e.txt f 644 ', 'link l 777 d/e.txt', 'private.txt f 644 ', 'run.sh f 755 '];
+    const more = Array.from({ length: 6 }, (_, i) => `more/m${i}.txt f 644 `);
+    assert.equal(ws.read('wg-out/out/small.cpu.seen.txt'), `${common.join('\n')}\n`);
+    assert.equal(ws.read('wg-out/out/large.cpu.seen.txt'), `${[...common.slice(0, 3), `more d ${mode} `, ...more, ...common.slice(3)].join('\n')}\n`);
   });
 });

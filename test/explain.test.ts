@@ -3,6 +3,7 @@
 // for inputs a test machine cannot flip (Python and nvcc versions, git and url sources, rule versions).
 
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
@@ -11,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { diffRecords } from '../engine/explain.js';
 import { KEY_FORMAT, type KeyRecord } from '../engine/key.js';
 import type { ToolchainFacts } from '../rules/rule.js';
-import { sh, SYSTEM_PYTHON, TempWorkspace } from './rig.js';
+import { sh, SYSTEM_PYTHON, TempWorkspace, WG_BIN } from './rig.js';
 import { installTorch as standInTorch } from './stand-in-torch.js';
 
 const BUILD = `variants:
@@ -226,5 +227,52 @@ describe('the words of a record diff (inputs a test machine cannot flip)', () =>
     assert.deepEqual(diff(record(), record({ attrs: { build: null, buildDir: 'python', test: null } })), ['build_dir "." → "python"']);
     assert.deepEqual(diff(record(), record({ systemSitePackages: true })), ['system_site_packages false → true']);
     assert.deepEqual(diff(record(), { ...record(), future: 1 } as KeyRecord), ['future changed']);
+  });
+});
+
+// What explain compares with is committed while the build runs, a batch every 128 targets (engine/target-runner.ts):
+// a wg killed later still leaves the record of what it built before. 130 quick targets, then one that waits.
+const QUICK = Array.from({ length: 130 }, (_, i) => `q${String(i).padStart(3, '0')}`);
+const killedYaml = (q000: string): string => `variants:
+  cpu: {}
+packages:
+${QUICK.map((q) => `  ${q}:\n    rule: command\n    cmd: ${q === 'q000' ? q000 : `echo ${q} > o.txt`}\n    outs: [o.txt]\n`).join('')}  wait:
+    rule: command
+    deps: [${QUICK.join(', ')}]
+    cmd: 'while [ ! -e "$GO" ]; do sleep 0.05; done; touch o.txt'
+    pass_env: [GO]
+    outs: [o.txt]
+`;
+
+describe('explain after a killed build', () => {
+  it('remembers the targets a SIGKILLed build finished long enough before its end', async () => {
+    const ws = TempWorkspace.create({ 'BUILD.yaml': killedYaml('echo q000 > o.txt') });
+    const go = ws.path('go');
+    try {
+      const child = spawn(process.execPath, [WG_BIN, 'build', '-j', '2'], {
+        cwd: ws.dir,
+        env: { ...process.env, WG_CACHE_DIR: ws.cacheDir, GO: go },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      const closed = new Promise((resolve) => child.on('close', resolve));
+      let stderr = '';
+      await new Promise<void>((resolve, reject) => {
+        child.stderr.on('data', (d: Buffer) => {
+          stderr += d.toString();
+          if (stderr.includes('building //wait:cpu')) resolve();
+        });
+        child.on('close', () => reject(new Error(`wg ended before //wait:cpu started:\n${stderr}`)));
+      });
+      child.kill('SIGKILL');
+      await closed;
+      fs.writeFileSync(go, '');
+      fs.writeFileSync(ws.path('BUILD.yaml'), killedYaml('echo changed > o.txt'));
+      const r = await ws.run(['explain', '//q000:cpu']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /^\/\/q000:cpu would be rebuilt \(key [0-9a-f]{12} → [0-9a-f]{12}\):\n/);
+    } finally {
+      fs.writeFileSync(go, '');
+      ws.remove();
+    }
   });
 });
