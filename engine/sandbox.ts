@@ -184,7 +184,12 @@ export class Sandboxes {
       } catch {
         continue; // another build took it
       }
-      this.fixedMode ??= fs.statSync(path.join(dir, FIXED[0]!)).mode & 0o7777;
+      try {
+        this.fixedMode ??= fs.statSync(path.join(dir, FIXED[0]!)).mode & 0o7777;
+      } catch {
+        fs.rmSync(dir, { recursive: true, force: true }); // not a sandbox wg kept
+        continue;
+      }
       const spares: string[] = [];
       const ok = emptySandbox(fs, dir, FIXED, SOURCE, this.fixedMode, path.join(this.root, `.spare-${process.pid}-${this.emptiedCount++}`), spares);
       this.spares.push(...spares);

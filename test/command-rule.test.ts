@@ -124,6 +124,15 @@ describe('sandbox reuse', () => {
       assert.deepEqual(statuses(await two.build(['-j', '1'])), { '//a:cpu': 'built', '//b:cpu': 'built' });
       assert.equal(fs.existsSync(path.join(keptRoot, deps[0]!)), false, 'the kept dep folder was not used');
       assert.equal(two.read('wg-out/out/b.cpu.b.txt'), fresh);
+
+      // Files where kept folders should be are not sandboxes: set aside, and fresh folders made.
+      for (const n of fs.readdirSync(keptRoot)) fs.rmSync(path.join(keptRoot, n), { recursive: true });
+      fs.writeFileSync(path.join(keptRoot, 'sandbox-junk00'), 'junk\n');
+      fs.writeFileSync(path.join(keptRoot, 'dep-junk00'), 'junk\n');
+      two.write('BUILD.yaml', two.read('BUILD.yaml').replace('AGAIN: "1"', 'AGAIN: "2"'));
+      assert.deepEqual(statuses(await two.build(['-j', '1'])), { '//a:cpu': 'built', '//b:cpu': 'built' });
+      assert.equal(two.read('wg-out/out/b.cpu.b.txt'), fresh);
+      assert.deepEqual(fs.readdirSync(path.join(two.cacheDir, 'sandbox')), []);
     } finally {
       two.remove();
     }
