@@ -9,9 +9,10 @@
 // into (one inode less to make and to remove), and taken away from one without. A failed action's folder is never
 // reused: it stays for inspection. The deps/<label> folders (one or two per action on a layered graph) are kept
 // the same way: emptied, moved out of the sandbox to a spare name beside it, and renamed to the next action's
-// deps/<label> instead of made. A build keeps a few emptied sandboxes and spare folders for the next one, in a
-// folder of their own: an edit loop's build runs an action or two, and making and removing its sandbox and dep
-// folders was a dozen of those inodes.
+// deps/<label> instead of made. A build keeps a few emptied sandboxes for the next one, in a folder of their own,
+// with spare folders in their deps/ (the next build empties a kept sandbox as any other, which moves them out as
+// spares again): an edit loop's build runs an action or two, and making and removing its sandbox and dep folders
+// was a dozen of those inodes.
 
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -139,11 +140,9 @@ parentPort.on('message', (m) => {
  */
 const EMPTY_IN_PLACE = 8;
 
-/** Kept sandboxes and spare dep folders are told apart by name; a build leaves at most this many of each. */
-const KEPT_SANDBOX = 'sandbox-';
-const KEPT_SANDBOX_MAX = 4;
-const KEPT_DEP = 'dep-';
-const KEPT_DEP_MAX = 8;
+/** At most this many sandboxes wait for the next build, holding at most this many spare folders between them. */
+const KEPT_MAX = 4;
+const KEPT_SPARES_MAX = 8;
 
 export class Sandboxes {
   /** Emptied folders, ready for the next action. */
@@ -154,10 +153,8 @@ export class Sandboxes {
   private emptiedCount = 0;
   /** The mode mkdir gives the four folders under this umask, which an emptied sandbox's get back. */
   private fixedMode: number | undefined;
-  /** Whether the folders an earlier build kept were listed yet. */
-  private keptListed = false;
-  /** Spare dep folders an earlier build kept, not yet taken. */
-  private keptDeps: string[] = [];
+  /** Whether a sandbox an earlier build kept was looked for yet. */
+  private keptClaimed = false;
 
   constructor(
     readonly root: string,
@@ -166,19 +163,20 @@ export class Sandboxes {
   ) {}
 
   /**
-   * Takes a sandbox an earlier build (or a concurrent one) kept, emptied again in case anything wrote to it since;
-   * the rename is the claim, so two builds never share one.
+   * Makes one sandbox an earlier build (or a concurrent one) kept idle for this build: renamed beside the others
+   * (the rename is the claim, so two builds never share one), then emptied as a used one is, since anything may
+   * have written to it since; its deps/ holds the spare folders kept with it.
    */
-  private claimKept(dir: string): boolean {
+  private claimKept(): void {
     let names: string[];
     try {
       names = fs.readdirSync(this.keptRoot);
+      if (names.length > 0) fs.mkdirSync(this.root, { recursive: true });
     } catch {
-      return false;
+      return;
     }
-    // Spare dep folders are taken by name when a dep folder is made (depFolder), and emptied there.
-    this.keptDeps = names.filter((n) => n.startsWith(KEPT_DEP)).map((n) => path.join(this.keptRoot, n));
-    for (const name of names.filter((n) => n.startsWith(KEPT_SANDBOX))) {
+    for (const name of names) {
+      const dir = path.join(this.root, `.kept-${process.pid}-${this.emptiedCount}`);
       try {
         fs.renameSync(path.join(this.keptRoot, name), dir);
       } catch {
@@ -193,36 +191,50 @@ export class Sandboxes {
       const spares: string[] = [];
       const ok = emptySandbox(fs, dir, FIXED, SOURCE, this.fixedMode, path.join(this.root, `.spare-${process.pid}-${this.emptiedCount++}`), spares);
       this.spares.push(...spares);
-      if (ok) return true;
+      if (ok) {
+        this.idle.push(dir);
+        return;
+      }
       this.discard(dir);
     }
-    return false;
   }
 
   /**
-   * Moves up to `max` (counting what is there already) of `dirs` into the kept folder as `<prefix><suffix>`, and
-   * returns the others. Nothing is kept when the kept folder cannot be listed or made.
+   * Moves up to KEPT_MAX (counting those already there) of the idle sandboxes into the kept folder, with up to
+   * KEPT_SPARES_MAX spare folders in their deps/, and returns what is left to remove.
    */
-  private keep(dirs: string[], prefix: string, max: number): string[] {
-    if (dirs.length === 0) return dirs;
+  private keepForNextBuild(idle: string[], spares: string[]): string[] {
+    if (idle.length === 0) return spares;
     let kept: number;
     try {
       fs.mkdirSync(this.keptRoot, { recursive: true });
-      kept = fs.readdirSync(this.keptRoot).filter((n) => n.startsWith(prefix)).length;
+      kept = fs.readdirSync(this.keptRoot).length;
     } catch {
-      return dirs;
+      return [...idle, ...spares];
     }
     const rest: string[] = [];
-    for (const dir of dirs) {
+    let sparesLeft = KEPT_SPARES_MAX;
+    for (const dir of idle) {
+      if (kept >= KEPT_MAX) {
+        rest.push(dir);
+        continue;
+      }
+      for (; sparesLeft > 0 && spares.length > 0; sparesLeft--) {
+        const spare = spares.pop()!;
+        try {
+          fs.renameSync(spare, path.join(dir, 'deps', String(sparesLeft)));
+        } catch {
+          rest.push(spare);
+        }
+      }
       try {
-        if (kept >= max) throw new Error('enough kept');
-        fs.renameSync(dir, path.join(this.keptRoot, `${prefix}${randomSuffix()}`));
+        fs.renameSync(dir, path.join(this.keptRoot, randomSuffix()));
         kept++;
       } catch {
-        rest.push(dir); // enough kept, or the name taken: removed
+        rest.push(dir); // the name is taken: removed, spares and all
       }
     }
-    return rest;
+    return [...rest, ...spares];
   }
 
   /**
@@ -230,14 +242,9 @@ export class Sandboxes {
    * src/, which may then already be there (empty); without, it is not.
    */
   acquire(label: string, withSource: boolean): string {
-    if (this.idle.length === 0 && !this.keptListed) {
-      this.keptListed = true;
-      const dir = path.join(this.root, sandboxName(label));
-      fs.mkdirSync(this.root, { recursive: true });
-      if (!fs.existsSync(dir) && this.claimKept(dir)) {
-        if (!withSource) fs.rmSync(path.join(dir, SOURCE), { recursive: true, force: true });
-        return dir;
-      }
+    if (!this.keptClaimed) {
+      this.keptClaimed = true;
+      this.claimKept();
     }
     const reused = this.idle.pop();
     if (reused !== undefined) {
@@ -284,21 +291,6 @@ export class Sandboxes {
         // Already made, for another label of the same folder name: both share it, as they did before spares.
         const code = (e as NodeJS.ErrnoException).code;
         if (code === 'ENOTEMPTY' || code === 'EEXIST') this.spares.push(spare);
-      }
-    }
-    // One an earlier build kept: renamed in (the claim, as for sandboxes), then emptied in case anything wrote to it.
-    for (let kept = this.keptDeps.pop(); kept !== undefined; kept = this.keptDeps.pop()) {
-      try {
-        fs.renameSync(kept, dir);
-      } catch {
-        continue; // taken by another build, or the name is already made: the next, or mkdir below
-      }
-      try {
-        fs.chmodSync(dir, this.fixedMode ?? 0o755);
-        for (const e of fs.readdirSync(dir)) fs.rmSync(path.join(dir, e), { recursive: true, force: true });
-        return dir;
-      } catch {
-        fs.rmSync(dir, { recursive: true, force: true });
       }
     }
     fs.mkdirSync(dir, { recursive: true });
@@ -370,7 +362,7 @@ export class Sandboxes {
    */
   close(): void {
     this.closed = true;
-    const idle = [...this.keep(this.idle.splice(0), KEPT_SANDBOX, KEPT_SANDBOX_MAX), ...this.keep(this.spares.splice(0), KEPT_DEP, KEPT_DEP_MAX)];
+    const idle = this.keepForNextBuild(this.idle.splice(0), this.spares.splice(0));
     if (this.worker) {
       this.worker.ref();
       this.worker.postMessage({ close: true, remove: idle });

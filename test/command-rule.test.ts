@@ -82,57 +82,62 @@ describe('sandbox reuse', () => {
     assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
   });
 
-  test('a build keeps a few emptied sandboxes and dep folders, and the next build empties them again before use', async () => {
+  test('a build keeps a few emptied sandboxes with spare dep folders, and the next build empties them again', async () => {
     const keptRoot = path.join(ws.cacheDir, 'sandbox-kept');
-    const listed = (prefix: string): string[] => fs.readdirSync(keptRoot).filter((n) => n.startsWith(prefix));
-    const [sandboxes, deps] = [listed('sandbox-'), listed('dep-')];
-    assert.equal(fs.readdirSync(keptRoot).length, sandboxes.length + deps.length);
-    assert.ok(sandboxes.length >= 1 && sandboxes.length <= 4, `kept: ${sandboxes.join(' ')}`);
-    assert.ok(deps.length >= 1 && deps.length <= 8, `kept: ${deps.join(' ')}`);
-    for (const k of sandboxes) {
+    const kept = fs.readdirSync(keptRoot);
+    assert.ok(kept.length >= 1 && kept.length <= 4, `kept: ${kept.join(' ')}`);
+    let spares = 0;
+    for (const k of kept) {
       assert.deepEqual(fs.readdirSync(path.join(keptRoot, k)).sort(), ['deps', 'home', 'out', 'tmp'], k);
+      for (const d of fs.readdirSync(path.join(keptRoot, k, 'deps'))) {
+        assert.deepEqual(fs.readdirSync(path.join(keptRoot, k, 'deps', d)), [], `${k}/deps/${d}`);
+        spares++;
+      }
       // Whatever wrote here since (nothing of wg does) must not reach the next action.
       fs.writeFileSync(path.join(keptRoot, k, 'home', 'planted'), '');
       fs.mkdirSync(path.join(keptRoot, k, 'stray', 'deeper'), { recursive: true });
       fs.chmodSync(path.join(keptRoot, k, 'tmp'), 0o500);
     }
-    for (const k of deps) assert.deepEqual(fs.readdirSync(path.join(keptRoot, k)), [], k);
+    assert.ok(spares >= 1 && spares <= 8, `${spares} spare folders kept`);
     ws.write('BUILD.yaml', LITTER_YAML.replace('  cpu: {}', '  cpu: {env: {AGAIN: "1"}}'));
     const r = await ws.build(['-j', '1']);
     assert.deepEqual(new Set(Object.values(statuses(r))), new Set(['built']));
     CHAIN.forEach((name, i) => assert.equal(ws.read(`wg-out/out/${name}.cpu.seen.txt`), freshSeen(i), name));
     assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
-    // Claimed, then kept again under other names.
-    assert.ok(sandboxes.some((k) => !fs.existsSync(path.join(keptRoot, k))), 'no kept sandbox was used');
-    assert.ok(listed('sandbox-').length <= 4 && listed('dep-').length <= 8);
+    // Claimed, then kept again under another name.
+    assert.ok(kept.some((k) => !fs.existsSync(path.join(keptRoot, k))), 'no kept sandbox was used');
+    assert.ok(fs.readdirSync(keptRoot).length <= 4);
   });
 
   test('a dep folder kept by an earlier build is emptied before it holds a dependency', async () => {
+    // The listing names each folder's inode, to tell the kept folder from a new one.
     const two = TempWorkspace.create({
-      'BUILD.yaml': `variants:\n  cpu: {}\npackages:\n  a:\n    rule: command\n    cmd: echo a > a.txt\n    outs: [a.txt]\n  b:\n    rule: command\n    deps: [a]\n    cmd: 'cd ../deps && find . -printf "%p %m\\n" | sort > ../work/b.txt'\n    outs: [b.txt]\n`,
+      'BUILD.yaml': `variants:\n  cpu: {}\npackages:\n  a:\n    rule: command\n    cmd: echo a > a.txt\n    outs: [a.txt]\n  b:\n    rule: command\n    deps: [a]\n    cmd: 'cd ../deps && find . -type d -printf "%p %i\\n" > ../work/ino.txt && find . -printf "%p %m\\n" | sort > ../work/b.txt'\n    outs: [b.txt, ino.txt]\n`,
     });
     try {
       await two.build(['-j', '1']);
       const fresh = two.read('wg-out/out/b.cpu.b.txt');
       const keptRoot = path.join(two.cacheDir, 'sandbox-kept');
-      const deps = fs.readdirSync(keptRoot).filter((n) => n.startsWith('dep-'));
-      assert.equal(deps.length, 1);
-      fs.mkdirSync(path.join(keptRoot, deps[0]!, 'stray'));
-      fs.writeFileSync(path.join(keptRoot, deps[0]!, 'planted'), '');
-      fs.chmodSync(path.join(keptRoot, deps[0]!), 0o500);
+      const [k] = fs.readdirSync(keptRoot);
+      const [spare] = fs.readdirSync(path.join(keptRoot, k!, 'deps'));
+      const folder = path.join(keptRoot, k!, 'deps', spare!);
+      const ino = fs.statSync(folder).ino;
+      fs.mkdirSync(path.join(folder, 'stray'));
+      fs.writeFileSync(path.join(folder, 'planted'), '');
+      fs.chmodSync(folder, 0o500);
       two.write('BUILD.yaml', two.read('BUILD.yaml').replace('  cpu: {}', '  cpu: {env: {AGAIN: "1"}}'));
       assert.deepEqual(statuses(await two.build(['-j', '1'])), { '//a:cpu': 'built', '//b:cpu': 'built' });
-      assert.equal(fs.existsSync(path.join(keptRoot, deps[0]!)), false, 'the kept dep folder was not used');
       assert.equal(two.read('wg-out/out/b.cpu.b.txt'), fresh);
+      assert.match(two.read('wg-out/out/b.cpu.ino.txt'), new RegExp(`^./_a_cpu ${ino}$`, 'm'), 'the kept dep folder was not used');
 
-      // Files where kept folders should be are not sandboxes: set aside, and fresh folders made.
+      // A file where a kept sandbox should be is not one: removed, and a fresh sandbox made.
       for (const n of fs.readdirSync(keptRoot)) fs.rmSync(path.join(keptRoot, n), { recursive: true });
-      fs.writeFileSync(path.join(keptRoot, 'sandbox-junk00'), 'junk\n');
-      fs.writeFileSync(path.join(keptRoot, 'dep-junk00'), 'junk\n');
+      fs.writeFileSync(path.join(keptRoot, 'junk00'), 'junk\n');
       two.write('BUILD.yaml', two.read('BUILD.yaml').replace('AGAIN: "1"', 'AGAIN: "2"'));
       assert.deepEqual(statuses(await two.build(['-j', '1'])), { '//a:cpu': 'built', '//b:cpu': 'built' });
       assert.equal(two.read('wg-out/out/b.cpu.b.txt'), fresh);
       assert.deepEqual(fs.readdirSync(path.join(two.cacheDir, 'sandbox')), []);
+      assert.equal(fs.existsSync(path.join(keptRoot, 'junk00')), false);
     } finally {
       two.remove();
     }
