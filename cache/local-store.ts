@@ -120,8 +120,9 @@ export class LocalStore {
         },
         // putSync so a get right after a put sees it; these values are small and rare.
         put: (id, value) => {
-          uncommitted.delete(boundedKey(id));
-          db.putSync(boundedKey(id), value);
+          const key = boundedKey(id);
+          uncommitted.delete(key);
+          db.putSync(key, value);
         },
         putMany: (entries) => {
           for (const [id, value] of entries) {
