@@ -70,6 +70,19 @@ async function hashFile(path: string): Promise<{ digest: string; size: number }>
   }
 }
 
+/** fsync of a blob or its folder; gone since it was stored (quarantined, deleted) leaves nothing to make durable. */
+async function fsyncIfPresent(path: string, folder: boolean): Promise<void> {
+  try {
+    if (folder) await fsyncDir(path);
+    else {
+      const fh = await open(path, 'r');
+      await fh.sync().finally(() => fh.close());
+    }
+  } catch (e) {
+    if (!hasCode(e, 'ENOENT')) throw e;
+  }
+}
+
 // Without this a crash after rename can leave the directory entry unwritten even though the file was fsynced.
 async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
@@ -308,6 +321,17 @@ export class Cas {
 
   get hasPendingRecords(): boolean {
     return this.pendingRecords.size > 0;
+  }
+
+  /**
+   * Makes these blobs durable one by one: each file and its shard folder fsynced, all at once on the thread pool.
+   * For the few blobs of an edit's build this replaces the whole file system's `syncfs`, which a spawned `sync`
+   * does by forking all of wg, and it runs while the main thread goes on.
+   */
+  async syncBlobs(digests: string[]): Promise<void> {
+    const files = digests.map((d) => this.path(d));
+    const folders = new Set([this.casDir, ...files.map((f) => dirname(f))]);
+    await Promise.all([...files.map((f) => fsyncIfPresent(f, false)), ...[...folders].map((d) => fsyncIfPresent(d, true))]);
   }
 
   /**

@@ -51,6 +51,11 @@ export type CommandRunner = (cmd: string, args: string[]) => Promise<void>;
 const execRun: CommandRunner = async (cmd, args) => {
   await promisify(execFile)(cmd, args);
 };
+/**
+ * Up to this many new blobs are fsynced one by one (file and folder) rather than with one `syncfs`: an edit's build
+ * makes two or three, and on this kind of disk each fsync waits for a journal commit, as `syncfs` does.
+ */
+const FSYNC_EACH_MAX = 8;
 /** How long finished results wait to be committed together. */
 const GROUP_COMMIT_MS = 250;
 
@@ -219,25 +224,42 @@ export class LocalStore {
   /**
    * Group commit (ccache and Bazel fsync every blob; a thousand small actions then wait on a thousand fsyncs): the
    * entry is visible to this process at once, and becomes durable with the others at the next flush, which first
-   * makes every blob durable with one `sync -f` of the cache's file system and only then commits the index
-   * entries. A crash before the flush loses those entries (a cache miss), never points an entry at a lost blob.
+   * makes every blob durable (one `sync -f` of the cache's file system, or an fsync each when they are few) and
+   * only then commits the index entries. A crash before the flush loses those entries (a cache miss), never points
+   * an entry at a lost blob.
    */
   async putResult(result: ActionResult): Promise<void> {
     this.pending.set(result.key, result);
     this.flushTimer ??= setTimeout(() => void this.flush(), GROUP_COMMIT_MS);
   }
 
-  /** Makes every pending result durable: blobs first (syncfs), then the index entries in one transaction. */
-  async flush(): Promise<void> {
+  /**
+   * Makes every pending result durable: blobs first, then the index entries in one transaction. Flushes run one
+   * after another, so one started early (an edit's build starts it before writing its snapshot) and the one at
+   * close never commit the same batch twice.
+   */
+  flush(): Promise<void> {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = null;
+    // A failed flush left its batch pending: the next one tries it again.
+    this.flushing = this.flushing.catch(() => undefined).then(() => this.flushBatch());
+    return this.flushing;
+  }
+
+  private flushing: Promise<void> = Promise.resolve();
+
+  private async flushBatch(): Promise<void> {
     if (this.pending.size === 0 && !this.cas.hasPendingRecords) return;
     const batch = [...this.pending.values()];
     const records = this.cas.heldRecords();
-    try {
-      await this.run('sync', ['-f', this.dir]);
-    } catch {
-      await this.run('sync', []); // coreutils without -f (or another sync): the whole machine, still correct
+    if (records.length <= FSYNC_EACH_MAX) {
+      await this.cas.syncBlobs(records.map(([digest]) => digest));
+    } else {
+      try {
+        await this.run('sync', ['-f', this.dir]);
+      } catch {
+        await this.run('sync', []); // coreutils without -f (or another sync): the whole machine, still correct
+      }
     }
     // Blob fingerprints join the entries' transaction: a blob is trusted unread only once it is durable.
     this.cas.commitRecords(records);

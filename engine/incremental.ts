@@ -268,6 +268,9 @@ async function buildIncremental(req: IncrementalRequest, plan: StoredPlan, readS
       root: args.root,
       plugins: false,
     };
+    // The blobs' fsyncs and the index commit run while the snapshot is written; close waits for them. A failure
+    // shows there, where the batch is tried again.
+    store.flush().catch(() => undefined);
     reporter.summary(report, false);
     // `incremental: true` tells scripts (and tests) that only what the changed files touch was looked at.
     if (everyTarget) {

@@ -453,3 +453,101 @@ test('adopt links a file with one name into the CAS, and copies one that has ano
   assert.notEqual(statSync(store.blobPath(b.digest)).ino, statSync(outside).ino);
   assert.equal(statSync(outside).mode, modeBefore);
 });
+
+/**
+ * The durability calls a child storing `n` blobs and one result makes, from strace: which paths it fsynced, in
+ * what order against the index's commits, and whether it ran `sync -f`.
+ */
+function traceDurability(t: Parameters<typeof tempDir>[0], n: number): { root: string; blobs: string[]; events: { path: string; start: number; end: number; call: string }[]; execs: string[] } {
+  const root = tempDir(t);
+  const mod = fileURLToPath(new URL('../cache/local-store.js', import.meta.url));
+  const script = `
+    const { LocalStore } = await import(${JSON.stringify(mod)});
+    const { writeFileSync, mkdirSync } = await import('node:fs');
+    const [dir, n] = [process.argv[1], Number(process.argv[2])];
+    const s = LocalStore.open(dir + '/cache');
+    mkdirSync(dir + '/files');
+    const outputs = [];
+    for (let i = 0; i < n; i++) {
+      writeFileSync(dir + '/files/f' + i, 'blob ' + i + '\\n');
+      const b = await s.adoptBlob(dir + '/files/f' + i);
+      outputs.push({ path: 'f' + i, kind: 'file', digest: b.digest, size: b.size, mode: 0o644 });
+    }
+    await s.putResult({ key: 'a'.repeat(64), label: '//p:v', record: {}, outputs: outputs.slice(1), log: outputs[0], durationMs: 1, createdAt: '' });
+    await s.close();
+    process.stdout.write(JSON.stringify(outputs.map((o) => o.digest)));
+  `;
+  const out = join(root, 'strace.txt');
+  const r = spawnSync(
+    'strace',
+    ['-f', '-y', '-qq', '-e', 'trace=fsync,fdatasync,syncfs,execve', '-o', out, process.execPath, '--input-type=module', '-e', script, root, String(n)],
+    { encoding: 'utf8' },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const blobs = (JSON.parse(r.stdout) as string[]).map((d) => join(root, 'cache', 'cas', d.slice(0, 2), d));
+  // strace -f pads the pid to a width, and splits a call another thread interrupts into "<unfinished ...>" and
+  // "<... resumed>" lines.
+  const events: { path: string; start: number; end: number; call: string }[] = [];
+  const open = new Map<string, (typeof events)[number]>();
+  const execs: string[] = [];
+  readFileSync(out, 'utf8')
+    .split('\n')
+    .forEach((line, i) => {
+      const call = /^(\d+) +(fsync|fdatasync|syncfs)\(\d+<([^>]*)>/.exec(line);
+      if (call) {
+        const e = { call: call[2]!, path: call[3]!, start: i, end: line.includes('<unfinished') ? Infinity : i };
+        events.push(e);
+        if (e.end === Infinity) open.set(call[1]!, e);
+        return;
+      }
+      const resumed = /^(\d+) +<\.\.\. \w+ resumed>/.exec(line);
+      if (resumed && open.has(resumed[1]!)) {
+        open.get(resumed[1]!)!.end = i;
+        open.delete(resumed[1]!);
+      }
+      // Each folder of PATH tried counts once.
+      const exec = /^\d+ +execve\("([^"]+)", \[(.*?)\]/.exec(line);
+      const run = exec && `${exec[1]!.split('/').pop()} ${exec[2]}`;
+      if (run && !execs.includes(run)) execs.push(run);
+    });
+  return { root, blobs, events, execs };
+}
+
+/** false where ptrace is refused (some containers); strace missing is a failure, since .ci/run installs it. */
+function stracePermitted(): boolean {
+  const r = spawnSync('strace', ['-f', '-qq', '-o', '/dev/null', 'true']);
+  assert.ok(!r.error, `strace: ${r.error?.message}`);
+  return r.status === 0;
+}
+
+test('the few blobs of a small flush are fsynced one by one, with their folders, before the index commit names them', async (t) => {
+  if (!stracePermitted()) return t.skip('strace cannot trace here (no ptrace)');
+  const { root, blobs, events, execs } = traceDurability(t, 2);
+  const cas = join(root, 'cache', 'cas');
+  const fsynced = events.filter((e) => e.call === 'fsync').map((e) => e.path);
+  assert.deepEqual(new Set(fsynced), new Set([...blobs, ...blobs.map((b) => join(b, '..')), cas]));
+  assert.deepEqual(
+    execs.filter((e) => e.startsWith('sync ')),
+    [],
+  );
+  assert.equal(events.filter((e) => e.call === 'syncfs').length, 0);
+  // The index commit that names the blobs comes after every blob is durable: the last fdatasync of data.mdb
+  // starts after the last fsync returned.
+  const lastFsyncEnd = Math.max(...events.filter((e) => e.call === 'fsync').map((e) => e.end));
+  const commits = events.filter((e) => e.call === 'fdatasync' && e.path.endsWith('data.mdb'));
+  assert.ok(commits.at(-1)!.start > lastFsyncEnd, JSON.stringify(events));
+});
+
+test('a flush of many blobs makes them durable with one sync -f of the cache, not an fsync each', async (t) => {
+  if (!stracePermitted()) return t.skip('strace cannot trace here (no ptrace)');
+  const { root, events, execs } = traceDurability(t, 12);
+  assert.deepEqual(
+    execs.filter((e) => e.startsWith('sync ')),
+    [`sync "sync", "-f", "${join(root, 'cache')}"`],
+  );
+  assert.equal(events.filter((e) => e.call === 'syncfs').length, 1);
+  assert.deepEqual(
+    events.filter((e) => e.call === 'fsync'),
+    [],
+  );
+});
