@@ -29,6 +29,11 @@ interface Synthetic {
   inputs: string[];
   /** A target nothing depends on: changing it rebuilds exactly one action. */
   leafInput: string;
+  /**
+   * A folder per target outside the workspace, where the spawn floor's commands write: written into the source
+   * folders, their files would become inputs of every target that the floor itself never stats.
+   */
+  floorDirs: string[];
 }
 
 function generate(n: number): Synthetic {
@@ -39,6 +44,7 @@ function generate(n: number): Synthetic {
   const names = Array.from({ length: n }, (_, i) => `t${String(i).padStart(5, '0')}`);
   const lines = ['variants:', '  default: {}', 'packages:'];
   const inputs: string[] = [];
+  const floorDirs: string[] = [];
   names.forEach((name, i) => {
     const layer = Math.floor(i / perLayer);
     const deps: string[] = [];
@@ -50,11 +56,13 @@ function generate(n: number): Synthetic {
     fs.mkdirSync(path.dirname(input), { recursive: true });
     fs.writeFileSync(input, `${name}\n`);
     inputs.push(input);
+    floorDirs.push(path.join(base, 'floor', name));
+    fs.mkdirSync(floorDirs[i]!, { recursive: true });
     lines.push(`  ${name}:`, '    rule: command', `    source: src/${name}`, '    cmd: [cp, input.txt, out.txt]', '    outs: [out.txt]');
     if (deps.length > 0) lines.push(`    deps: [${[...new Set(deps)].join(', ')}]`);
   });
   fs.writeFileSync(path.join(dir, 'BUILD.yaml'), `${lines.join('\n')}\n`);
-  return { dir, cacheDir: path.join(base, 'cache'), inputs, leafInput: inputs[inputs.length - 1]! };
+  return { dir, cacheDir: path.join(base, 'cache'), inputs, leafInput: inputs[inputs.length - 1]!, floorDirs };
 }
 
 function time(argv: string[], cwd: string, env: Record<string, string> = {}): number {
@@ -105,10 +113,10 @@ function paired(s: Synthetic, measure: (i: number) => { ms: number; extraFloorMs
  */
 function spawnFloorMs(s: Synthetic, jobs: number): number {
   const dirs = path.join(s.cacheDir, '..', 'dirs.json');
-  fs.writeFileSync(dirs, JSON.stringify(s.inputs.map((f) => path.dirname(f))));
+  fs.writeFileSync(dirs, JSON.stringify(s.inputs.map((f, i) => [f, s.floorDirs[i]])));
   const script =
     `const {spawn}=require('child_process');const d=JSON.parse(require('fs').readFileSync(${JSON.stringify(dirs)},'utf8'));` +
-    `let i=0;const next=()=>{if(i>=d.length)return;const c=d[i++];spawn('cp',['input.txt','floor.txt'],{cwd:c}).on('close',next)};` +
+    `let i=0;const next=()=>{if(i>=d.length)return;const [f,c]=d[i++];spawn('cp',[f,'floor.txt'],{cwd:c}).on('close',next)};` +
     `for(let k=0;k<${jobs};k++)next();`;
   return time([process.execPath, '-e', script], s.dir);
 }
@@ -174,7 +182,8 @@ function main(): void {
       paired(s, (i) => {
         fs.writeFileSync(s.leafInput, `changed ${i}\n`);
         const ms = wg();
-        const one = time(['cp', s.leafInput, path.join(path.dirname(s.leafInput), 'floor.txt')], path.dirname(s.leafInput));
+        const leafFloor = s.floorDirs[s.floorDirs.length - 1]!;
+        const one = time(['cp', s.leafInput, 'floor.txt'], leafFloor);
         return { ms, extraFloorMs: one };
       }),
       ' (floor + one action)',
