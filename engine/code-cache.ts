@@ -17,6 +17,9 @@ export interface CachedModule {
   save(): void;
 }
 
+/** How scripts/bundle.mjs starts a bundle: Module.wrap's opening. */
+const WRAPPER = '(function (exports, require, module, __filename, __dirname) {';
+
 function stampOf(file: string): string {
   const st = fs.statSync(file, { bigint: true });
   return `${st.size}:${st.mtimeNs}:${st.ino}:${process.version}`;
@@ -37,9 +40,15 @@ export function requireCached(file: string, cacheDir: string): CachedModule {
   const stamp = stampOf(file);
   const cacheFile = path.join(cacheDir, 'code', `${path.basename(file)}.v8`);
   const cachedData = readCache(cacheFile, stamp);
-  const script = new Script(Module.wrap(fs.readFileSync(file, 'utf8')), { filename: file, cachedData });
+  // The bundle is already the function Module.wrap would make of it (scripts/bundle.mjs): its text is compiled as
+  // it is read, with no second copy. Anything else would run in the global scope, so it is refused unrun.
+  const text = fs.readFileSync(file, 'utf8');
+  if (!text.startsWith(WRAPPER)) throw new Error(`${file} is not a bundle written by scripts/bundle.mjs (not a wrapped function)`);
+  const script = new Script(text, { filename: file, cachedData });
+  const wrapped = script.runInThisContext() as unknown;
+  if (typeof wrapped !== 'function') throw new Error(`${file} is not a bundle written by scripts/bundle.mjs (not a wrapped function)`);
   const module = { exports: {} as unknown };
-  (script.runInThisContext() as (...args: unknown[]) => void)(module.exports, Module.createRequire(file), module, file, path.dirname(file));
+  (wrapped as (...args: unknown[]) => void)(module.exports, Module.createRequire(file), module, file, path.dirname(file));
   const fromCache = cachedData !== undefined && script.cachedDataRejected !== true;
   return {
     exports: module.exports,

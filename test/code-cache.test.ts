@@ -29,15 +29,18 @@ function load(): { answer: number; fromCache: boolean } {
   return JSON.parse(r.stdout) as { answer: number; fromCache: boolean };
 }
 
+/** A bundle as scripts/bundle.mjs writes one: the function Node's CommonJS loader would wrap the module in. */
+const wrapped = (body: string): string => `(function (exports, require, module, __filename, __dirname) {${body}\n});\n`;
+
 test('a bundle is compiled once, then loaded from the cache until it changes; a damaged cache is replaced', () => {
-  fs.writeFileSync(bundle, "'use strict';\nconst path = require('node:path');\nexports.answer = () => path.basename('/x/41').length + 40;\n");
+  fs.writeFileSync(bundle, wrapped("'use strict';\nconst path = require('node:path');\nexports.answer = () => path.basename('/x/41').length + 40;"));
   assert.deepEqual(load(), { answer: 42, fromCache: false });
   assert.ok(fs.existsSync(cacheFile));
   assert.deepEqual(load(), { answer: 42, fromCache: true });
 
   // Same length, other code: the stamp (size, mtime, inode) no longer matches, so V8 never sees the old cache.
   fs.rmSync(bundle);
-  fs.writeFileSync(bundle, "'use strict';\nconst path = require('node:path');\nexports.answer = () => path.basename('/x/41').length + 41;\n");
+  fs.writeFileSync(bundle, wrapped("'use strict';\nconst path = require('node:path');\nexports.answer = () => path.basename('/x/41').length + 41;"));
   assert.deepEqual(load(), { answer: 43, fromCache: false });
   assert.deepEqual(load(), { answer: 43, fromCache: true });
 
@@ -47,6 +50,15 @@ test('a bundle is compiled once, then loaded from the cache until it changes; a 
   fs.writeFileSync(cacheFile, Buffer.concat([bytes.subarray(0, stampEnd), Buffer.alloc(bytes.length - stampEnd, 7)]));
   assert.deepEqual(load(), { answer: 43, fromCache: false });
   assert.deepEqual(load(), { answer: 43, fromCache: true });
+});
+
+test('a file that is not a wrapped bundle is refused, not run as a module', () => {
+  const plain = path.join(dir, 'plain.cjs');
+  fs.writeFileSync(plain, "exports.answer = () => 42;\n");
+  const script = `import { requireCached } from ${JSON.stringify(codeCache)}; requireCached(${JSON.stringify(plain)}, ${JSON.stringify(cacheDir)});`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, new RegExp(`Error: ${plain.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not a bundle written by scripts/bundle\\.mjs \\(not a wrapped function\\)`));
 });
 
 test('the CLI keeps its code cache in the cache folder the command line names, else in the default one', () => {

@@ -19,7 +19,9 @@ after(() => fs.rmSync(dir, { recursive: true, force: true }));
 function load(at: string, env: Record<string, string> = {}): { status: number | null; addons: string[]; stderr: string } {
   fs.mkdirSync(path.dirname(at), { recursive: true });
   fs.copyFileSync(path.join(repo, 'dist', 'incremental.cjs'), at);
-  const script = `require(${JSON.stringify(at)}); console.log(JSON.stringify(Object.keys(require.cache).filter((k) => k.endsWith('.node'))));`;
+  // As bin/wg.cjs loads it: the bundle is the function a CommonJS module is wrapped in (scripts/bundle.mjs).
+  const loader = path.join(repo, 'dist', 'code-cache.cjs');
+  const script = `require(${JSON.stringify(loader)}).requireCached(${JSON.stringify(at)}, ${JSON.stringify(path.join(dir, 'code'))}); console.log(JSON.stringify(Object.keys(require.cache).filter((k) => k.endsWith('.node'))));`;
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, NODE_PATH: '', ...env } });
   return { status: r.status, addons: r.status === 0 ? (JSON.parse(r.stdout) as string[]) : [], stderr: r.stderr };
 }
