@@ -461,18 +461,20 @@ function planTargets(
     const plan = planAction(target, source !== null || remoteSource !== undefined, toolchain);
     // A dependency missing here failed its own planning; that diagnostic stops the build before keys matter.
     const depKeys = sortCodeUnits(target.deps.map((d) => (planned.get(d)?.key ?? 'unplanned') as string));
+    // Fields in code-unit order, at every depth this function writes: canonicalJson then hands the record to
+    // JSON.stringify as it is (engine/key.ts). Any order gives the same key.
     const record: KeyRecord = {
-      format: KEY_FORMAT,
-      rule: { kind: target.rule.kind, version: target.rule.version, ...(ruleOrigin.has(target.rule.kind) ? { plugin: ruleOrigin.get(target.rule.kind)!.digest } : {}) },
       attrs: plan.keyAttrs,
-      source: remoteSource ? remoteSource.identity : source ? { kind: 'path', tree: source.digest } : null,
-      patches: target.patches.map((p) => ({ path: p, digest: patchDigest(path.resolve(ws.root, p)) })),
-      env: target.env,
-      ...(target.passEnv.length > 0 ? { passEnv: Object.fromEntries(target.passEnv.map((n) => [n, process.env[n] ?? null])) } : {}),
-      ...(target.secretEnv.length > 0 ? { secretEnv: [...target.secretEnv].sort() } : {}),
-      toolchain: toolchain?.facts ?? null,
-      systemSitePackages: target.systemSitePackages,
       deps: depKeys,
+      env: target.env,
+      format: KEY_FORMAT,
+      ...(target.passEnv.length > 0 ? { passEnv: Object.fromEntries(target.passEnv.map((n) => [n, process.env[n] ?? null])) } : {}),
+      patches: target.patches.map((p) => ({ digest: patchDigest(path.resolve(ws.root, p)), path: p })),
+      rule: { kind: target.rule.kind, ...(ruleOrigin.has(target.rule.kind) ? { plugin: ruleOrigin.get(target.rule.kind)!.digest } : {}), version: target.rule.version },
+      ...(target.secretEnv.length > 0 ? { secretEnv: [...target.secretEnv].sort() } : {}),
+      source: remoteSource ? remoteSource.identity : source ? { kind: 'path', tree: source.digest } : null,
+      systemSitePackages: target.systemSitePackages,
+      toolchain: toolchain?.facts ?? null,
     };
     planned.set(label, {
       target,
