@@ -21,7 +21,7 @@ import { openLedger } from './ledger.js';
 import { detectGpus } from './machine.js';
 import { actionKey, KEY_FORMAT, type ActionKey, type KeyRecord } from './key.js';
 import type { Label } from './label.js';
-import { BUILD_FILE, loadWorkspace, type Workspace } from './load.js';
+import { BUILD_FILE, loadWorkspace, type PackageDecl, type Workspace } from './load.js';
 import { InputSet } from './inputs.js';
 import { loadWorkspaceCached } from './parse-cache.js';
 import { loadPlugins, runPostBuildHooks, withoutPlugins, type LoadedPlugin, type Plugins } from './plugins.js';
@@ -193,14 +193,16 @@ const RESOLVE_CONCURRENCY = 8;
  * same command may work once the network is back.
  */
 async function resolveSources(ws: Workspace, targets: ConfiguredTarget[], cacheDir: string): Promise<Map<string, ResolvedSource>> {
-  const packages = new Map(targets.map((t) => [t.package.name, t.package]));
+  // Only packages with a remote source: a map of all of them was 10,000 entries made for nothing in a workspace of folders.
+  const packages = new Map<string, PackageDecl>();
+  for (const t of targets) if (t.package.source && t.package.source.kind !== 'path') packages.set(t.package.name, t.package);
   const out = new Map<string, ResolvedSource>();
   const diagnostics: Diagnostic[] = [];
   const unavailable: string[] = [];
   const queue = new PQueue({ concurrency: RESOLVE_CONCURRENCY });
   for (const pkg of packages.values()) {
     const decl = pkg.source;
-    if (!decl || decl.kind === 'path') continue;
+    if (!decl || decl.kind === 'path') continue; // none is: this tells the type checker so
     void queue.add(async () => {
       try {
         out.set(pkg.name, await resolveSource(decl, cacheDir));
