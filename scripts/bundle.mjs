@@ -58,6 +58,32 @@ fs.writeFileSync(
     file: nodeRequire('node-gyp-build-optional-packages').resolve(lmdbDir),
   })}\n`,
 );
+/**
+ * msgpackr's native string extractor, likewise (engine/extractor-addon.ts): noted for the folder the CLI bundle is
+ * in, since the bundle's `require('msgpackr-extract')` is resolved from there.
+ */
+const extractorDir = path.dirname(createRequire(path.join(dist, 'wg.cjs')).resolve('msgpackr-extract'));
+fs.writeFileSync(
+  path.join(dist, 'extractor-addon.json'),
+  `${JSON.stringify({
+    dir: dist,
+    abi: process.versions.modules,
+    platform: process.platform,
+    arch: process.arch,
+    file: nodeRequire('node-gyp-build-optional-packages').resolve(extractorDir),
+  })}\n`,
+);
+const extractorAddon = {
+  name: 'extractor-addon',
+  setup(b) {
+    b.onResolve({ filter: /^msgpackr-extract$/ }, (args) =>
+      path.basename(args.importer) === 'node-index.js' && path.basename(path.dirname(args.importer)) === 'msgpackr'
+        ? { path: path.join(dist, 'engine', 'extractor-addon.js') }
+        : undefined,
+    );
+  },
+};
+
 const lmdbAddon = {
   name: 'lmdb-addon',
   setup(b) {
@@ -97,6 +123,6 @@ await build({
   external: ['msgpackr-extract'],
   define: { 'import.meta.url': 'wgLmdbUrl' },
   inject: ['dist/engine/lmdb-url.js'],
-  plugins: [lmdbAddon],
+  plugins: [lmdbAddon, extractorAddon],
 });
 shareNamespaces(path.join(dist, 'wg.cjs'));
