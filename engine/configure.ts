@@ -41,9 +41,10 @@ export class Configurer {
   private readonly patchTexts = new Map<string, string | null>();
   private readonly packageNames: ReadonlySet<string>;
   private readonly variantNames: ReadonlySet<string>;
-  /** Per package: the variants it is built in, each with its override keys in application order. */
+  /** Per package with a `variants:` field: the variants it is built in, each with its override keys in application order. */
   private readonly selections = new Map<string, Map<string, string[]>>();
-  private readonly versionOverride = new Map<string, VariantOverride | null>();
+  /** Per package whose `versions:` has an entry matching its version: that entry. */
+  private readonly versionOverride = new Map<string, VariantOverride>();
   /**
    * What variantsOf answers for every package without a `variants:` field, made once: a map (and a list of the
    * variants) per package was 2 MB of a 10,000-target analysis. Read only, like every answer of variantsOf.
@@ -72,39 +73,35 @@ export class Configurer {
    * `variants:` entry that apply, least specific first. Reports keys that match nothing and wildcard clashes.
    */
   variantsOf(pkg: PackageDecl): Map<string, string[]> {
+    if (!pkg.variants) return (this.everyVariant ??= new Map([...this.ws.variants.keys()].map((v) => [v, []])));
     const cached = this.selections.get(pkg.name);
     if (cached) return cached;
-    let out: Map<string, string[]>;
-    if (!pkg.variants) out = this.everyVariant ??= new Map([...this.ws.variants.keys()].map((v) => [v, []]));
-    else {
-      const all = [...this.ws.variants.keys()];
-      const keys = [...pkg.variants.keys()];
-      const keyAt = (key: string): Span | undefined =>
-        this.ws.spans.keyOnly(['packages', pkg.name, 'variants', key]) ?? this.span(['packages', pkg.name, 'variants', keys.indexOf(key)]);
-      const m = matchVariantKeys(keys, all, this.ws.groups);
-      for (const key of m.unmatched) {
-        if (variantKeyKind(key, this.ws.groups) === 'wildcard') {
-          this.fail(`package "${pkg.name}": "${key}" matches no variant`, keyAt(key));
-        } else if (!this.ws.rejected.has(`variants/${key}`)) {
-          this.fail(`package "${pkg.name}" names unknown variant "${key}"${didYouMean(key, [...all, ...this.ws.groups.keys()])}`, keyAt(key));
-        }
+    const all = [...this.ws.variants.keys()];
+    const keys = [...pkg.variants.keys()];
+    const keyAt = (key: string): Span | undefined =>
+      this.ws.spans.keyOnly(['packages', pkg.name, 'variants', key]) ?? this.span(['packages', pkg.name, 'variants', keys.indexOf(key)]);
+    const m = matchVariantKeys(keys, all, this.ws.groups);
+    for (const key of m.unmatched) {
+      if (variantKeyKind(key, this.ws.groups) === 'wildcard') {
+        this.fail(`package "${pkg.name}": "${key}" matches no variant`, keyAt(key));
+      } else if (!this.ws.rejected.has(`variants/${key}`)) {
+        this.fail(`package "${pkg.name}" names unknown variant "${key}"${didYouMean(key, [...all, ...this.ws.groups.keys()])}`, keyAt(key));
       }
-      for (const c of m.clashes) {
-        const withSettings = c.keys.filter((k) => {
-          const o = pkg.variants!.get(k)!;
-          return Object.keys(o.env).length > 0 || o.patches.length > 0;
-        });
-        if (withSettings.length < 2) continue;
-        this.fail(
-          `package "${pkg.name}": variant "${c.variant}" is matched by both "${withSettings[0]}" and "${withSettings[1]}"; ` +
-            'which one\'s settings win would be unclear: give the variant an entry of its own or narrow a pattern',
-          keyAt(withSettings[1]!),
-        );
-      }
-      out = m.matched;
     }
-    this.selections.set(pkg.name, out);
-    return out;
+    for (const c of m.clashes) {
+      const withSettings = c.keys.filter((k) => {
+        const o = pkg.variants!.get(k)!;
+        return Object.keys(o.env).length > 0 || o.patches.length > 0;
+      });
+      if (withSettings.length < 2) continue;
+      this.fail(
+        `package "${pkg.name}": variant "${c.variant}" is matched by both "${withSettings[0]}" and "${withSettings[1]}"; ` +
+          'which one\'s settings win would be unclear: give the variant an entry of its own or narrow a pattern',
+        keyAt(withSettings[1]!),
+      );
+    }
+    this.selections.set(pkg.name, m.matched);
+    return m.matched;
   }
 
   /** Package-wide checks: version, `versions` keys, listed patches (existence and paths). Call once per package. */
@@ -135,7 +132,7 @@ export class Configurer {
     if (pkg.versions.size > 0 && pkg.version === null) {
       this.fail(`package "${pkg.name}" has "versions" overrides but no "version"`, this.ws.spans.keyOnly([...base, 'versions']));
     }
-    this.versionOverride.set(pkg.name, match?.override ?? null);
+    if (match) this.versionOverride.set(pkg.name, match.override);
 
     const listed = (p: string, at: Span | undefined): void => {
       if (!fs.existsSync(path.resolve(this.ws.root, p))) this.fail(`patch "${p}" of package "${pkg.name}" does not exist`, at);
