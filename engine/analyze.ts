@@ -8,6 +8,7 @@ import { didYouMean, type Diagnostic } from './diagnostics.js';
 import { Configurer } from './configure.js';
 import { TargetGraph } from './graph.js';
 import { makeLabel, parseDepRef, parsePattern, type Label } from './label.js';
+import { resolveIn } from './normal-path.js';
 import { rootStatOf, type RootStat } from './source-tree.js';
 import type { PackageDecl, Resources, VariantDecl, Workspace } from './load.js';
 
@@ -83,7 +84,7 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
   for (const pkg of ws.packages.values()) {
     const rule = rules.get(pkg.rule)!;
     if (pkg.source?.kind === 'path') {
-      const src = path.resolve(ws.root, pkg.source.path);
+      const src = resolveIn(ws.root, pkg.source.path);
       const st = fs.statSync(src, { bigint: true, throwIfNoEntry: false });
       if (st?.isDirectory()) sourceFolders.set(pkg.name, { root: src, stat: rootStatOf(st) });
       else {

@@ -9,6 +9,7 @@ import { statFingerprint } from '../cache/file-hash.js';
 import { encodeTree, type TreeRecord, type TreeStep } from '../cache/stat-cache.js';
 import { listTree, treeDigest, type TreeEntry } from '../rules/source-path.js';
 import type { StatTuple } from './inputs.js';
+import { normalized } from './normal-path.js';
 
 /** What the stat cache offers a tree walk (cache/stat-cache.ts StatCache). */
 export interface TreeStore {
@@ -78,7 +79,7 @@ function fieldIs(record: string, at: number, field: string): boolean {
 
 /** The record's entries if every step's stat still matches; null at the first that does not. */
 function replay(root: string, record: TreeRecord, observe: SourceObserver | undefined, rootStat: RootStat | undefined): TreeEntry[] | null {
-  const dir = path.join(root, '');
+  const dir = normalized(root);
   const prefix = dir.endsWith(path.sep) ? dir : dir + path.sep;
   const entries: TreeEntry[] = [];
   // Each step: its kind and relative path, its fingerprint and, for a file, its content digest, each ended by a NUL.
@@ -118,7 +119,7 @@ function replay(root: string, record: TreeRecord, observe: SourceObserver | unde
 /** listTree through the stat cache; keeps a record of the walk when nothing in it is racy and nothing is a symlink. */
 function walk(root: string, store: TreeStore, observe: SourceObserver | undefined): SourceTree {
   const startedMs = Date.now();
-  const dir = path.join(root, '');
+  const dir = normalized(root);
   const prefix = dir.endsWith(path.sep) ? dir : dir + path.sep;
   // Folder steps are complete when stat-ed; a file step gets its digest from the entry listTree makes for it.
   const steps: (TreeStep | string)[] = [];
