@@ -112,7 +112,8 @@ export class LocalStore {
     this.stats = new StatCache(
       this.root.openDB<StatEntry, string>({ name: 'stat', sharedStructuresKey: SHARED_STRUCTURES }),
       this.root.openDB<ListingEntry, string>({ name: 'listings', sharedStructuresKey: SHARED_STRUCTURES }),
-      this.root.openDB<TreeRecord, string>({ name: 'trees', sharedStructuresKey: SHARED_STRUCTURES }),
+      // Its own name: the `trees` of earlier versions held msgpack records, which a string read would not recognize.
+      this.root.openDB<TreeRecord, string>({ name: 'tree-strings', encoding: 'string' }),
     );
     const kv = (name: KvName): Kv => {
       const db = this.root.openDB<unknown, string>({ name });

@@ -21,7 +21,7 @@ import { openLedger } from './ledger.js';
 import { detectGpus } from './machine.js';
 import { actionKey, KEY_FORMAT, type ActionKey, type KeyRecord } from './key.js';
 import type { Label } from './label.js';
-import { BUILD_FILE, loadWorkspace, type Workspace } from './load.js';
+import { BUILD_FILE, loadWorkspace, type PackageDecl, type Workspace } from './load.js';
 import { InputSet } from './inputs.js';
 import { loadWorkspaceCached } from './parse-cache.js';
 import { loadPlugins, runPostBuildHooks, withoutPlugins, type LoadedPlugin, type Plugins } from './plugins.js';
@@ -193,14 +193,16 @@ const RESOLVE_CONCURRENCY = 8;
  * same command may work once the network is back.
  */
 async function resolveSources(ws: Workspace, targets: ConfiguredTarget[], cacheDir: string): Promise<Map<string, ResolvedSource>> {
-  const packages = new Map(targets.map((t) => [t.package.name, t.package]));
+  // Only packages with a remote source: a map of all of them was 10,000 entries made for nothing in a workspace of folders.
+  const packages = new Map<string, PackageDecl>();
+  for (const t of targets) if (t.package.source && t.package.source.kind !== 'path') packages.set(t.package.name, t.package);
   const out = new Map<string, ResolvedSource>();
   const diagnostics: Diagnostic[] = [];
   const unavailable: string[] = [];
   const queue = new PQueue({ concurrency: RESOLVE_CONCURRENCY });
   for (const pkg of packages.values()) {
     const decl = pkg.source;
-    if (!decl || decl.kind === 'path') continue;
+    if (!decl || decl.kind === 'path') continue; // none is: this tells the type checker so
     void queue.add(async () => {
       try {
         out.set(pkg.name, await resolveSource(decl, cacheDir));
@@ -461,18 +463,20 @@ function planTargets(
     const plan = planAction(target, source !== null || remoteSource !== undefined, toolchain);
     // A dependency missing here failed its own planning; that diagnostic stops the build before keys matter.
     const depKeys = sortCodeUnits(target.deps.map((d) => (planned.get(d)?.key ?? 'unplanned') as string));
+    // Fields in code-unit order, at every depth this function writes: canonicalJson then hands the record to
+    // JSON.stringify as it is (engine/key.ts). Any order gives the same key.
     const record: KeyRecord = {
-      format: KEY_FORMAT,
-      rule: { kind: target.rule.kind, version: target.rule.version, ...(ruleOrigin.has(target.rule.kind) ? { plugin: ruleOrigin.get(target.rule.kind)!.digest } : {}) },
       attrs: plan.keyAttrs,
-      source: remoteSource ? remoteSource.identity : source ? { kind: 'path', tree: source.digest } : null,
-      patches: target.patches.map((p) => ({ path: p, digest: patchDigest(path.resolve(ws.root, p)) })),
-      env: target.env,
-      ...(target.passEnv.length > 0 ? { passEnv: Object.fromEntries(target.passEnv.map((n) => [n, process.env[n] ?? null])) } : {}),
-      ...(target.secretEnv.length > 0 ? { secretEnv: [...target.secretEnv].sort() } : {}),
-      toolchain: toolchain?.facts ?? null,
-      systemSitePackages: target.systemSitePackages,
       deps: depKeys,
+      env: target.env,
+      format: KEY_FORMAT,
+      ...(target.passEnv.length > 0 ? { passEnv: Object.fromEntries(target.passEnv.map((n) => [n, process.env[n] ?? null])) } : {}),
+      patches: target.patches.map((p) => ({ digest: patchDigest(path.resolve(ws.root, p)), path: p })),
+      rule: { kind: target.rule.kind, ...(ruleOrigin.has(target.rule.kind) ? { plugin: ruleOrigin.get(target.rule.kind)!.digest } : {}), version: target.rule.version },
+      ...(target.secretEnv.length > 0 ? { secretEnv: [...target.secretEnv].sort() } : {}),
+      source: remoteSource ? remoteSource.identity : source ? { kind: 'path', tree: source.digest } : null,
+      systemSitePackages: target.systemSitePackages,
+      toolchain: toolchain?.facts ?? null,
     };
     planned.set(label, {
       target,

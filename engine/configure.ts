@@ -41,9 +41,15 @@ export class Configurer {
   private readonly patchTexts = new Map<string, string | null>();
   private readonly packageNames: ReadonlySet<string>;
   private readonly variantNames: ReadonlySet<string>;
-  /** Per package: the variants it is built in, each with its override keys in application order. */
+  /** Per package with a `variants:` field: the variants it is built in, each with its override keys in application order. */
   private readonly selections = new Map<string, Map<string, string[]>>();
-  private readonly versionOverride = new Map<string, VariantOverride | null>();
+  /** Per package whose `versions:` has an entry matching its version: that entry. */
+  private readonly versionOverride = new Map<string, VariantOverride>();
+  /**
+   * What variantsOf answers for every package without a `variants:` field, made once: a map (and a list of the
+   * variants) per package was 2 MB of a 10,000-target analysis. Read only, like every answer of variantsOf.
+   */
+  private everyVariant: Map<string, string[]> | undefined;
 
   constructor(
     private readonly ws: Workspace,
@@ -67,39 +73,35 @@ export class Configurer {
    * `variants:` entry that apply, least specific first. Reports keys that match nothing and wildcard clashes.
    */
   variantsOf(pkg: PackageDecl): Map<string, string[]> {
+    if (!pkg.variants) return (this.everyVariant ??= new Map([...this.ws.variants.keys()].map((v) => [v, []])));
     const cached = this.selections.get(pkg.name);
     if (cached) return cached;
     const all = [...this.ws.variants.keys()];
-    let out: Map<string, string[]>;
-    if (!pkg.variants) out = new Map(all.map((v) => [v, []]));
-    else {
-      const keys = [...pkg.variants.keys()];
-      const keyAt = (key: string): Span | undefined =>
-        this.ws.spans.keyOnly(['packages', pkg.name, 'variants', key]) ?? this.span(['packages', pkg.name, 'variants', keys.indexOf(key)]);
-      const m = matchVariantKeys(keys, all, this.ws.groups);
-      for (const key of m.unmatched) {
-        if (variantKeyKind(key, this.ws.groups) === 'wildcard') {
-          this.fail(`package "${pkg.name}": "${key}" matches no variant`, keyAt(key));
-        } else if (!this.ws.rejected.has(`variants/${key}`)) {
-          this.fail(`package "${pkg.name}" names unknown variant "${key}"${didYouMean(key, [...all, ...this.ws.groups.keys()])}`, keyAt(key));
-        }
+    const keys = [...pkg.variants.keys()];
+    const keyAt = (key: string): Span | undefined =>
+      this.ws.spans.keyOnly(['packages', pkg.name, 'variants', key]) ?? this.span(['packages', pkg.name, 'variants', keys.indexOf(key)]);
+    const m = matchVariantKeys(keys, all, this.ws.groups);
+    for (const key of m.unmatched) {
+      if (variantKeyKind(key, this.ws.groups) === 'wildcard') {
+        this.fail(`package "${pkg.name}": "${key}" matches no variant`, keyAt(key));
+      } else if (!this.ws.rejected.has(`variants/${key}`)) {
+        this.fail(`package "${pkg.name}" names unknown variant "${key}"${didYouMean(key, [...all, ...this.ws.groups.keys()])}`, keyAt(key));
       }
-      for (const c of m.clashes) {
-        const withSettings = c.keys.filter((k) => {
-          const o = pkg.variants!.get(k)!;
-          return Object.keys(o.env).length > 0 || o.patches.length > 0;
-        });
-        if (withSettings.length < 2) continue;
-        this.fail(
-          `package "${pkg.name}": variant "${c.variant}" is matched by both "${withSettings[0]}" and "${withSettings[1]}"; ` +
-            'which one\'s settings win would be unclear: give the variant an entry of its own or narrow a pattern',
-          keyAt(withSettings[1]!),
-        );
-      }
-      out = m.matched;
     }
-    this.selections.set(pkg.name, out);
-    return out;
+    for (const c of m.clashes) {
+      const withSettings = c.keys.filter((k) => {
+        const o = pkg.variants!.get(k)!;
+        return Object.keys(o.env).length > 0 || o.patches.length > 0;
+      });
+      if (withSettings.length < 2) continue;
+      this.fail(
+        `package "${pkg.name}": variant "${c.variant}" is matched by both "${withSettings[0]}" and "${withSettings[1]}"; ` +
+          'which one\'s settings win would be unclear: give the variant an entry of its own or narrow a pattern',
+        keyAt(withSettings[1]!),
+      );
+    }
+    this.selections.set(pkg.name, m.matched);
+    return m.matched;
   }
 
   /** Package-wide checks: version, `versions` keys, listed patches (existence and paths). Call once per package. */
@@ -130,7 +132,7 @@ export class Configurer {
     if (pkg.versions.size > 0 && pkg.version === null) {
       this.fail(`package "${pkg.name}" has "versions" overrides but no "version"`, this.ws.spans.keyOnly([...base, 'versions']));
     }
-    this.versionOverride.set(pkg.name, match?.override ?? null);
+    if (match) this.versionOverride.set(pkg.name, match.override);
 
     const listed = (p: string, at: Span | undefined): void => {
       if (!fs.existsSync(path.resolve(this.ws.root, p))) this.fail(`patch "${p}" of package "${pkg.name}" does not exist`, at);
@@ -158,27 +160,32 @@ export class Configurer {
     });
     for (const d of resolved.diagnostics) this.error(d);
 
-    const listed = new Set<string>();
-    for (const p of pkg.patches) listed.add(norm(p));
-    for (const o of [...(pkg.variants?.values() ?? []), ...pkg.versions.values()]) for (const p of o.patches) listed.add(norm(p));
     if (this.patchFolders === undefined) this.patchFolders = listPatchFolders(this.ws.root);
-    const found = discoverPatches({
-      root: this.ws.root,
-      folders: this.patchFolders,
-      package: pkg.name,
-      version: pkg.version !== null && pep440.valid(pkg.version) ? pkg.version : null,
-      variant: variant.name,
-      packages: this.packageNames,
-      variants: this.variantNames,
-      listed,
-    });
-    for (const w of found.warnings) this.warn(w);
-    for (const p of found.patches) this.checkPatchText(p);
-    const patches = [...found.patches, ...pkg.patches, ...(version?.patches ?? []), ...overrides.flatMap((o) => o.patches)];
+    // Without a patches/ folder nothing is discovered: the listed patches are not gathered to be told apart.
+    let discovered: string[] = [];
+    if (this.patchFolders !== null) {
+      const listed = new Set<string>();
+      for (const p of pkg.patches) listed.add(norm(p));
+      for (const o of [...(pkg.variants?.values() ?? []), ...pkg.versions.values()]) for (const p of o.patches) listed.add(norm(p));
+      const found = discoverPatches({
+        root: this.ws.root,
+        folders: this.patchFolders,
+        package: pkg.name,
+        version: pkg.version !== null && pep440.valid(pkg.version) ? pkg.version : null,
+        variant: variant.name,
+        packages: this.packageNames,
+        variants: this.variantNames,
+        listed,
+      });
+      for (const w of found.warnings) this.warn(w);
+      for (const p of found.patches) this.checkPatchText(p);
+      discovered = found.patches;
+    }
+    const patches = [...discovered, ...pkg.patches, ...(version?.patches ?? []), ...overrides.flatMap((o) => o.patches)];
 
-    // pass_env and secret_env: the variant's, then the package's.
-    const passEnv = [...new Set([...variant.passEnv, ...pkg.passEnv])];
-    const secretEnv = [...new Set([...variant.secretEnv, ...pkg.secretEnv])];
+    // pass_env and secret_env: the variant's, then the package's (most targets have none: no sets made for them).
+    const passEnv = variant.passEnv.length + pkg.passEnv.length === 0 ? [] : [...new Set([...variant.passEnv, ...pkg.passEnv])];
+    const secretEnv = variant.secretEnv.length + pkg.secretEnv.length === 0 ? [] : [...new Set([...variant.secretEnv, ...pkg.secretEnv])];
     for (const [list, names] of [['pass_env', passEnv], ['secret_env', secretEnv]] as const) {
       for (const name of names) {
         const at = listSpan(this.ws, pkg, variant, list, name);
@@ -187,7 +194,7 @@ export class Configurer {
         else if (list === 'secret_env' && passEnv.includes(name)) this.fail(`"${name}" of ${label} is listed in both pass_env and secret_env`, at);
       }
     }
-    return { env: resolved.env, patches, passEnv: passEnv.filter((n) => !secretEnv.includes(n)), secretEnv };
+    return { env: resolved.env, patches, passEnv: secretEnv.length === 0 ? passEnv : passEnv.filter((n) => !secretEnv.includes(n)), secretEnv };
   }
 
   /** Env files nobody reads (a misspelt package or variant folder): a warning each. Call once, after configure. */

@@ -194,6 +194,11 @@ export interface EnvSources {
   override: Record<string, string>;
 }
 
+function setsAny(layer: Record<string, string>): boolean {
+  for (const name in layer) if (Object.hasOwn(layer, name)) return true;
+  return false;
+}
+
 /**
  * The resolved declared env of a target. Sources apply from the least to the most specific, later ones winning:
  *
@@ -215,8 +220,9 @@ export function resolveEnv(s: EnvSources): { env: Record<string, string>; diagno
     env = { ...env, ...r.env };
   };
   file(s.packageFile);
-  env = { ...env, ...s.version };
+  // A copy per layer only for a layer that sets something: most targets have no overrides at all.
+  if (setsAny(s.version)) env = { ...env, ...s.version };
   file(s.variantFile);
-  env = { ...env, ...s.override };
+  if (setsAny(s.override)) env = { ...env, ...s.override };
   return { env, diagnostics };
 }

@@ -8,16 +8,22 @@
 import { sortCodeUnits } from './code-unit-sort.js';
 import type { Label } from './label.js';
 
+/**
+ * The neighbours of a target that has none yet, shared: a set of its own is made at its first edge. Two sets per
+ * target were 20,000 of a 10,000-target analysis, a layer of them empty. Never added to.
+ */
+const NONE: ReadonlySet<Label> = new Set();
+
 export class TargetGraph {
   /** Each target's dependencies, in the order they were added. */
-  private readonly out = new Map<Label, Set<Label>>();
+  private readonly out = new Map<Label, ReadonlySet<Label>>();
   /** Each target's dependents, in the order they were added. */
-  private readonly in = new Map<Label, Set<Label>>();
+  private readonly in = new Map<Label, ReadonlySet<Label>>();
 
   addTarget(label: Label): void {
     if (this.out.has(label)) return;
-    this.out.set(label, new Set());
-    this.in.set(label, new Set());
+    this.out.set(label, NONE);
+    this.in.set(label, NONE);
   }
 
   addDependency(from: Label, to: Label): void {
@@ -25,15 +31,17 @@ export class TargetGraph {
     let deps = this.out.get(from);
     if (!deps) {
       this.addTarget(from);
-      deps = this.out.get(from)!;
+      deps = NONE;
     }
     let dependents = this.in.get(to);
     if (!dependents) {
       this.addTarget(to);
-      dependents = this.in.get(to)!;
+      dependents = NONE;
     }
-    deps.add(to);
-    dependents.add(from);
+    if (deps === NONE) this.out.set(from, (deps = new Set()));
+    if (dependents === NONE) this.in.set(to, (dependents = new Set()));
+    (deps as Set<Label>).add(to);
+    (dependents as Set<Label>).add(from);
   }
 
   dependencies(label: Label): Label[] {
@@ -44,7 +52,7 @@ export class TargetGraph {
     return [...TargetGraph.neighbours(this.in, label)];
   }
 
-  private static neighbours(edges: Map<Label, Set<Label>>, label: Label): Set<Label> {
+  private static neighbours(edges: Map<Label, ReadonlySet<Label>>, label: Label): ReadonlySet<Label> {
     const found = edges.get(label);
     if (!found) throw new Error(`the target graph has no target ${label}`);
     return found;

@@ -131,7 +131,7 @@ function rekey(req: IncrementalRequest, plan: StoredPlan, changes: Changes): Map
       source: tree ? { kind: 'path', tree: tree.digest! } : s.record.source,
       patches: s.record.patches.map((p) => {
         const digest = changes.patches.get(path.resolve(req.args.root, p.path));
-        return digest === undefined ? p : { path: p.path, digest };
+        return digest === undefined ? p : { digest, path: p.path };
       }),
       deps: deps.map((d) => moved.get(d)?.key ?? plan.key(d)).sort(),
     };

@@ -107,7 +107,53 @@ function jsonString(s: string): string {
   return PLAIN_STRING.test(s) ? `"${s}"` : JSON.stringify(s);
 }
 
+/**
+ * Whether JSON.stringify(value) already is its canonical JSON: every object's keys come in code-unit order (as the
+ * key records are written), no object has a toJSON or another prototype, and no value is one JSON.stringify drops or
+ * writes as `null` where the canonical form leaves an empty array slot or the text `undefined`.
+ */
+function stringifiesCanonically(value: unknown): boolean {
+  if (value === null) return true;
+  switch (typeof value) {
+    case 'string':
+    case 'number':
+    case 'boolean':
+      return true;
+    case 'object':
+      break;
+    default:
+      return false;
+  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return false;
+  if (Array.isArray(value)) {
+    // An undefined element (or a hole) is not one either: JSON.stringify writes `null` there.
+    for (let i = 0; i < value.length; i++) if (!stringifiesCanonically(value[i])) return false;
+    return true;
+  }
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return false;
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    if (i > 0 && !(keys[i - 1]! < k)) return false;
+    const v = obj[k];
+    if (v !== undefined && !stringifiesCanonically(v)) return false;
+  }
+  return true;
+}
+
+/**
+ * Keys sorted at every depth, no whitespace. A value already in that order goes to JSON.stringify, which writes one
+ * flat string: building the text by appending made a string or rope node per append, 36 MB for the 10,000 key
+ * records of a 10,000-target analysis (a sixth of all it allocated), where the records' JSON is 4 MB.
+ */
 export function canonicalJson(value: unknown): string {
+  return stringifiesCanonically(value) ? JSON.stringify(value) : sortingJson(value);
+}
+
+/** The canonical JSON of any value: sorts every object's keys as it writes them. */
+function sortingJson(value: unknown): string {
   // Loops and string appends rather than entries/filter/map: this runs for every target on every full-path build.
   if (typeof value === 'string') return jsonString(value);
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
@@ -116,7 +162,7 @@ export function canonicalJson(value: unknown): string {
     for (let i = 0; i < value.length; i++) {
       if (i > 0) out += ',';
       // Like Array.join: an element with no JSON form (undefined) leaves an empty slot.
-      out += canonicalJson(value[i]) ?? '';
+      out += sortingJson(value[i]) ?? '';
     }
     return `${out}]`;
   }
@@ -128,7 +174,7 @@ export function canonicalJson(value: unknown): string {
     const v = obj[k];
     if (v === undefined) continue;
     if (out.length > 1) out += ',';
-    out += `${jsonString(k)}:${canonicalJson(v)}`;
+    out += `${jsonString(k)}:${sortingJson(v)}`;
   }
   return `${out}}`;
 }

@@ -20,9 +20,13 @@ export interface KnownAddon {
   file: string;
 }
 
-function known(dir: string): string | null {
+/**
+ * The addon file scripts/bundle.mjs noted in `<bundle folder>/<note>` for `dir`, if it was noted for this Node ABI,
+ * platform and architecture; null otherwise (engine/extractor-addon.ts asks for msgpackr's string extractor).
+ */
+export function notedAddon(note: string, dir: string): string | null {
   try {
-    const k = JSON.parse(fs.readFileSync(path.join(__dirname, 'lmdb-addon.json'), 'utf8')) as KnownAddon;
+    const k = JSON.parse(fs.readFileSync(path.join(__dirname, note), 'utf8')) as KnownAddon;
     const same = path.resolve(k.dir) === path.resolve(dir) && k.abi === process.versions.modules && k.platform === process.platform && k.arch === process.arch;
     return same ? k.file : null;
   } catch {
@@ -31,7 +35,7 @@ function known(dir: string): string | null {
 }
 
 export default function loadAddon(dir: string): unknown {
-  const file = known(dir);
+  const file = notedAddon('lmdb-addon.json', dir);
   if (file !== null) {
     try {
       return require(file);

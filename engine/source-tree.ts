@@ -6,9 +6,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { statFingerprint } from '../cache/file-hash.js';
-import type { TreeRecord, TreeStep } from '../cache/stat-cache.js';
+import { encodeTree, type TreeRecord, type TreeStep } from '../cache/stat-cache.js';
 import { listTree, treeDigest, type TreeEntry } from '../rules/source-path.js';
 import type { StatTuple } from './inputs.js';
+import { normalized } from './normal-path.js';
 
 /** What the stat cache offers a tree walk (cache/stat-cache.ts StatCache). */
 export interface TreeStore {
@@ -61,33 +62,55 @@ export function sourceTree(root: string, store: TreeStore, observe?: SourceObser
   try {
     entries = record ? replay(root, record, observe, rootStat) : null;
   } catch {
-    // A record of another shape (written by another version, say): walked again and replaced.
+    // A record this version cannot read: walked again and replaced.
   }
-  if (entries) return { entries, digest: record!.digest };
+  if (entries) return { entries, digest: record!.slice(0, record!.indexOf('\0')) };
   return walk(root, store, observe);
+}
+
+/** The first character of a step: a folder's or a file's (cache/stat-cache.ts TreeRecord). */
+const DIR_STEP = 'd'.charCodeAt(0);
+const FILE_STEP = 'f'.charCodeAt(0);
+
+/** Whether `record` holds `field` at `at`, ended by its NUL: a fingerprint compared without being taken out. */
+function fieldIs(record: string, at: number, field: string): boolean {
+  return record.startsWith(field, at) && record.charCodeAt(at + field.length) === 0;
 }
 
 /** The record's entries if every step's stat still matches; null at the first that does not. */
 function replay(root: string, record: TreeRecord, observe: SourceObserver | undefined, rootStat: RootStat | undefined): TreeEntry[] | null {
-  const dir = path.join(root, '');
+  const dir = normalized(root);
   const prefix = dir.endsWith(path.sep) ? dir : dir + path.sep;
   const entries: TreeEntry[] = [];
-  for (const step of record.steps) {
-    const rel = step[0];
+  // Each step: its kind and relative path, its fingerprint and, for a file, its content digest, each ended by a NUL.
+  let at = record.indexOf('\0') + 1;
+  while (at < record.length) {
+    const kind = record.charCodeAt(at);
+    const fpAt = record.indexOf('\0', at) + 1;
+    const endFp = fpAt === 0 ? -1 : record.indexOf('\0', fpAt);
+    if (endFp < 0) return null;
+    const rel = record.slice(at + 1, fpAt - 1);
     const abs = rel === '' ? dir : prefix + toNative(rel);
-    if (step.length === 2 && rel === '' && rootStat) {
-      if (rootStat.fp !== step[1]) return null;
+    if (kind === DIR_STEP && rel === '' && rootStat) {
+      if (!fieldIs(record, fpAt, rootStat.fp)) return null;
       observe?.dir(abs, tupleOf(rootStat.fp));
-    } else if (step.length === 2) {
+      at = endFp + 1;
+    } else if (kind === DIR_STEP) {
       const st = fs.statSync(abs, { bigint: true, throwIfNoEntry: false });
-      if (!st?.isDirectory() || statFingerprint(st, true) !== step[1]) return null;
+      if (!st?.isDirectory() || !fieldIs(record, fpAt, statFingerprint(st, true))) return null;
       observe?.dir(abs, st);
-    } else {
+      at = endFp + 1;
+    } else if (kind === FILE_STEP) {
+      const endContent = record.indexOf('\0', endFp + 1);
+      if (endContent < 0) return null;
       const st = fs.lstatSync(abs, { bigint: true, throwIfNoEntry: false });
-      if (!st?.isFile() || statFingerprint(st, true) !== step[1]) return null;
+      if (!st?.isFile() || !fieldIs(record, fpAt, statFingerprint(st, true))) return null;
       observe?.file(abs, st);
       // The mode is read from the stat just taken: a chmod changes ctime, so it also fails the check above.
-      entries.push({ path: rel, type: 'file', executable: (st.mode & 0o111n) !== 0n, content: step[2] });
+      entries.push({ path: rel, type: 'file', executable: (st.mode & 0o111n) !== 0n, content: record.slice(endFp + 1, endContent) });
+      at = endContent + 1;
+    } else {
+      return null;
     }
   }
   return entries;
@@ -96,7 +119,7 @@ function replay(root: string, record: TreeRecord, observe: SourceObserver | unde
 /** listTree through the stat cache; keeps a record of the walk when nothing in it is racy and nothing is a symlink. */
 function walk(root: string, store: TreeStore, observe: SourceObserver | undefined): SourceTree {
   const startedMs = Date.now();
-  const dir = path.join(root, '');
+  const dir = normalized(root);
   const prefix = dir.endsWith(path.sep) ? dir : dir + path.sep;
   // Folder steps are complete when stat-ed; a file step gets its digest from the entry listTree makes for it.
   const steps: (TreeStep | string)[] = [];
@@ -127,7 +150,7 @@ function walk(root: string, store: TreeStore, observe: SourceObserver | undefine
       const e = entries[next++]!;
       return [e.path, s, e.content];
     });
-    store.setTree(root, { steps: complete, digest });
+    store.setTree(root, encodeTree(complete, digest));
   }
   return { entries, digest };
 }

@@ -1,7 +1,8 @@
 // The incremental path's bundle carries lmdb's sources but not its native addon, which lmdb finds from the package
 // folder the bundle locates (engine/lmdb-url.ts): through the node_modules folders above the bundle, else through
 // Node's resolver (NODE_PATH, global folders). Which addon file that is, scripts/bundle.mjs wrote beside the bundles
-// (engine/lmdb-addon.ts); a copy without that note, or with one that does not fit, asks node-gyp-build.
+// (engine/lmdb-addon.ts); a copy without that note, or with one that does not fit, asks node-gyp-build. The CLI
+// bundle does the same for msgpackr's native string extractor (engine/extractor-addon.ts).
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -72,5 +73,38 @@ test('the addon named beside the bundle is loaded when it fits; otherwise node-g
     assert.equal(r.status, 0, `${what}: ${r.stderr}`);
     assert.equal(r.addons.length, 1, what);
     assert.ok(r.addons[0]!.startsWith(real), `${what}: ${r.addons[0]}`);
+  }
+});
+
+test("the CLI bundle loads msgpackr's string extractor named beside it when it fits; otherwise msgpackr-extract finds it", () => {
+  const pkg = path.join(dir, 'cli');
+  fs.mkdirSync(path.join(pkg, 'dist'), { recursive: true });
+  fs.symlinkSync(path.join(repo, 'node_modules'), path.join(pkg, 'node_modules'));
+  const at = path.join(pkg, 'dist', 'wg.cjs');
+  fs.copyFileSync(path.join(repo, 'dist', 'wg.cjs'), at);
+  const noted = JSON.parse(fs.readFileSync(path.join(repo, 'dist', 'extractor-addon.json'), 'utf8')) as Record<string, string>;
+  const copy = path.join(dir, 'copy-of-extractor.node');
+  fs.copyFileSync(noted['file']!, copy);
+  const note = (fields: Record<string, string>): void =>
+    fs.writeFileSync(path.join(pkg, 'dist', 'extractor-addon.json'), JSON.stringify({ ...noted, dir: path.join(pkg, 'dist'), file: copy, ...fields }));
+  const extractors = (): string[] => {
+    const script = `require(${JSON.stringify(at)}); console.log(JSON.stringify(Object.keys(require.cache).filter((k) => k.endsWith('.node') && !k.includes('lmdb'))));`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, NODE_PATH: '' } });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as string[];
+  };
+
+  note({});
+  assert.deepEqual(extractors(), [copy]);
+  const real = fs.realpathSync(path.join(repo, 'node_modules', '@msgpackr-extract'));
+  for (const [what, misfit] of [
+    ['another Node ABI', { abi: '1' }],
+    ['a bundle moved elsewhere', { dir: path.join(dir, 'elsewhere', 'dist') }],
+    ['a file that is gone', { file: path.join(dir, 'gone.node') }],
+  ] as const) {
+    note(misfit);
+    const found = extractors();
+    assert.equal(found.length, 1, what);
+    assert.ok(found[0]!.startsWith(real), `${what}: ${found[0]}`);
   }
 });

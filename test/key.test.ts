@@ -23,6 +23,32 @@ test('canonical JSON sorts keys at every depth and keeps list order', () => {
   assert.equal(canonicalJson({ a: undefined, b: 'x' }), '{"b":"x"}');
 });
 
+test('canonical JSON of a value already in key order is the same as of one that is not', () => {
+  // Values whose keys are already sorted are handed to JSON.stringify; what it would write differently must not be.
+  const fn = (): number => 1;
+  const withToJson = new (class {
+    a = 1;
+    toJSON(): string {
+      return 'replaced';
+    }
+  })();
+  const cases: [unknown, string][] = [
+    [{ a: { c: null, d: [2, 1] }, b: 1 }, '{"a":{"c":null,"d":[2,1]},"b":1}'],
+    [{ a: [1, undefined, 3] }, '{"a":[1,,3]}'],
+    [[fn, Symbol('s')], '[,]'],
+    [{ a: fn }, '{"a":undefined}'],
+    [{ a: withToJson }, '{"a":{"a":1}}'],
+    [{ a: new Date(0) }, '{"a":{}}'],
+    [{ a: new Map([['k', 1]]) }, '{"a":{}}'],
+    [{ a: Object('ab') as unknown, b: Object(1) as unknown }, '{"a":{"0":"a","1":"b"},"b":{}}'],
+    [{ a: Object.assign([1], { toJSON: () => 'x' }) }, '{"a":[1]}'],
+    [{ 10: 'x', 9: 'y' }, '{"10":"x","9":"y"}'],
+  ];
+  for (const [value, json] of cases) assert.equal(canonicalJson(value), json);
+  assert.equal(canonicalJson(undefined), undefined);
+  assert.equal(actionKey({ ...record(), deps: [] }), actionKey(Object.fromEntries(Object.entries(record()).sort(([a], [b]) => (a < b ? -1 : 1))) as unknown as KeyRecord));
+});
+
 test('canonical JSON writes every string, as a value or a key, exactly as JSON.stringify does', () => {
   const strings = ['', 'plain text', 'quote " in', 'back\\slash', 'tab\there', 'nul \u0000', 'unit \u001f sep', 'del \u007f', 'é ü 中', 'pair \ud83d\ude00', 'lone \ud800', 'lone \udfff low', 'line \u2028 sep', '</script>'];
   for (const s of strings) {
