@@ -147,7 +147,7 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
         }
       } else {
         try {
-          await copyTree(input.source.root, input.source.entries, sourceDir);
+          await copyTree(input.source.root, input.source.entries, sourceDir, () => options.sandboxes.spareFile());
         } catch (e) {
           throw new ActionFailure('source-error', `cannot copy the source: ${(e as Error).message}`);
         }
