@@ -210,8 +210,12 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
     const stored: StoredOutput[] = [];
     for (const out of outputs) {
       const file = path.join(outDir, out.path);
-      if (!fs.existsSync(file)) throw new ActionFailure('missing-output', `declared output ${out.path} was not produced`);
-      const mode = fs.statSync(file).mode & 0o777;
+      let mode: number;
+      try {
+        mode = fs.statSync(file).mode & 0o777;
+      } catch {
+        throw new ActionFailure('missing-output', `declared output ${out.path} was not produced`);
+      }
       // The sandbox is about to go: its outputs become blobs by link, not by copy.
       const blob = await options.store.adoptBlob(file);
       stored.push({ path: out.path, kind: out.kind, digest: blob.digest, size: blob.size, mode });
