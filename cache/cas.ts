@@ -374,11 +374,11 @@ export class Cas {
    * Checks a blob against its digest, cheaply when its stat fingerprint is the recorded one, by re-hashing
    * otherwise. A re-hash that matches refreshes the record (e.g. after a `touch`).
    */
-  verifySync(digest: string, expectedSize?: number): BlobCheck {
+  verifySync(digest: string, expectedSize?: number, stat?: BigIntStats): BlobCheck {
     const p = this.path(digest);
     let st: BigIntStats;
     try {
-      st = statSync(p, { bigint: true });
+      st = stat ?? statSync(p, { bigint: true });
     } catch (e) {
       if (hasCode(e, 'ENOENT', 'ENOTDIR')) return { ok: false, missing: true };
       throw e;
@@ -439,10 +439,11 @@ export class Cas {
     const src = this.path(digest);
     // Already the blob itself (a hard link from an earlier build): nothing to write, and nothing to verify
     // beyond what the lookup that produced this digest already checked. This is the whole cost of a no-op.
-    const s = statSync(src, { throwIfNoEntry: false });
-    const d = lstatSync(dest, { throwIfNoEntry: false });
+    // One stat of the blob serves both checks (a cold build materializes about three blobs per action).
+    const s = statSync(src, { bigint: true, throwIfNoEntry: false });
+    const d = lstatSync(dest, { bigint: true, throwIfNoEntry: false });
     if (s && d && d.ino === s.ino && d.dev === s.dev) return;
-    const check = this.verifySync(digest);
+    const check = s ? this.verifySync(digest, undefined, s) : ({ ok: false, missing: true } as const);
     if (!check.ok) {
       if (check.missing) throw new Error(`cache blob ${src} is missing`);
       this.quarantineSync(digest);

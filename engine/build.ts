@@ -29,7 +29,7 @@ import { resolveRemote, type RemoteFlags } from './remote-config.js';
 import type { RemoteStats, TieredCache } from '../cache/tiered-cache.js';
 import { schedule, type Job, type Limits, type ScheduleOrder } from './scheduler.js';
 import { optimizeOnlyHotCode } from './tiering.js';
-import { runCommand } from './spawn-helper.js';
+import { runCommand, spawnHelper } from './spawn-helper.js';
 import { TargetRunner, targetReport } from './target-runner.js';
 import { planAction } from './action-plan.js';
 import { sortCodeUnits } from './code-unit-sort.js';
@@ -313,6 +313,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
       return finish(order.map((l) => reports.get(l)!), true, results, remoteStats);
     }
 
+    spawnHelper.expect(stale.length);
     await openLedger(options.cacheDir, emit);
     const learned = new History(store.kv('history'), options.root);
     const runner = new TargetRunner({

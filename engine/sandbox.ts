@@ -13,6 +13,14 @@
 // with spare folders in their deps/ (the next build empties a kept sandbox as any other, which moves them out as
 // spares again): an edit loop's build runs an action or two, and making and removing its sandbox and dep folders
 // was a dozen of those inodes.
+//
+// The files of src/ (the source copy) are kept the same way, as spare files: emptied (truncated) and moved out
+// beside the sandboxes, for the next source copy to rename into place and write. This ext4 has no journal, and
+// then every new inode is found by scanning past the inodes freed in the last seconds to minutes: a cold build that
+// freed two source copies per action made each later file it or its actions created dearer, 0.5 ms and more. Only
+// a file no other name links is kept (an output adopted into the CAS, a link an action made to a file elsewhere,
+// must not be emptied); its mode is set anew by the copy, and as with a reused folder, an extended attribute an
+// action set on it would carry over. Spare files are removed when the build ends, never kept for the next.
 
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -38,7 +46,8 @@ function sandboxName(label: string): string {
  * Empties a used sandbox in place: the four folders stay (emptied, their mode restored), and `kept` when it is
  * there; everything else goes; false when something resists. Each folder in deps/ is emptied too and moved out
  * to `${spareBase}-<n>`, beside the sandboxes, its path pushed to `spares` (as soon as it is there, so that even
- * a sandbox that then resists does not leave an untracked one behind). Self-contained (it uses only its
+ * a sandbox that then resists does not leave an untracked one behind); the files of `kept` become spare files the
+ * same way, up to `spareFilesMax` in `spareFiles`. Self-contained (it uses only its
  * arguments) because the janitor thread runs its source. By hand rather than by fs.rmSync: the file type comes
  * with the listing, so each entry costs one unlink or rmdir and no lstat.
  */
@@ -50,14 +59,37 @@ function emptySandbox(
   fixedMode: number,
   spareBase: string,
   spares: string[],
+  spareFiles: string[],
+  spareFilesMax: number,
 ): boolean {
-  const emptyDir = (d: string): void => {
+  // A file of src/ that nothing else links (a source copy, not an output adopted into the CAS) is emptied and
+  // moved out to `${spareBase}-f<n>`, for the next source copy to take instead of a new inode.
+  const recycle = (p: string): boolean => {
+    if (spareFiles.length >= spareFilesMax) return false;
+    let fd;
+    try {
+      fd = fs.openSync(p, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
+    } catch {
+      return false; // made read-only: removed instead
+    }
+    try {
+      if (fs.fstatSync(fd).nlink !== 1) return false;
+      fs.ftruncateSync(fd, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const spare = `${spareBase}-f${spareFiles.length}`;
+    fs.renameSync(p, spare);
+    spareFiles.push(spare);
+    return true;
+  };
+  const emptyDir = (d: string, reuse: boolean): void => {
     for (const e of fs.readdirSync(d, { withFileTypes: true })) {
       const p = `${d}/${e.name}`;
       if (e.isDirectory()) {
-        emptyDir(p);
+        emptyDir(p, reuse);
         fs.rmdirSync(p);
-      } else fs.unlinkSync(p);
+      } else if (!(reuse && e.isFile() && recycle(p))) fs.unlinkSync(p);
     }
   };
   try {
@@ -81,13 +113,13 @@ function emptySandbox(
             continue;
           }
           fs.chmodSync(q, fixedMode);
-          emptyDir(q);
+          emptyDir(q, false);
           const spare = `${spareBase}-${spares.length}`;
           fs.renameSync(q, spare);
           spares.push(spare);
         }
       } else {
-        emptyDir(p);
+        emptyDir(p, e.name === kept);
         if (!fixed.includes(e.name) && e.name !== kept) fs.rmdirSync(p);
       }
     }
@@ -120,15 +152,16 @@ parentPort.on('message', (m) => {
     return;
   }
   const spares = [];
-  const ok = emptySandbox(fs, m.dir, m.fixed, m.kept, m.fixedMode, m.spareBase, spares);
-  for (const spare of spares) emptied.add(spare);
+  const files = [];
+  const ok = emptySandbox(fs, m.dir, m.fixed, m.kept, m.fixedMode, m.spareBase, spares, files, m.spareFilesMax);
+  for (const spare of [...spares, ...files]) emptied.add(spare);
   if (ok) emptied.add(m.dir);
   else {
     try {
       fs.rmSync(m.dir, { recursive: true, force: true });
     } catch {}
   }
-  parentPort.postMessage({ dir: m.dir, ok, spares });
+  parentPort.postMessage({ dir: m.dir, ok, spares, files });
 });
 })();
 `;
@@ -140,6 +173,12 @@ parentPort.on('message', (m) => {
  */
 const EMPTY_IN_PLACE = 8;
 
+/**
+ * At most this many spare files wait (the rest are removed): a small source's copy takes one per file, and a large
+ * source must not leave thousands of them idle.
+ */
+const SPARE_FILES_MAX = 16;
+
 /** At most this many sandboxes wait for the next build, holding at most this many spare folders between them. */
 const KEPT_MAX = 4;
 const KEPT_SPARES_MAX = 8;
@@ -149,6 +188,8 @@ export class Sandboxes {
   private readonly idle: string[] = [];
   /** Emptied deps/<label> folders moved out of their sandboxes, ready to be the next deps/<label>. */
   private readonly spares: string[] = [];
+  /** Emptied files of used src/ folders, moved out beside the sandboxes, ready to be the next source copies. */
+  private readonly spareFiles: string[] = [];
   /** Names the spares of each emptied sandbox apart: `.spare-<pid>-<n>`, beside the sandboxes. */
   private emptiedCount = 0;
   /** The mode mkdir gives the four folders under this umask, which an emptied sandbox's get back. */
@@ -189,7 +230,8 @@ export class Sandboxes {
         continue;
       }
       const spares: string[] = [];
-      const ok = emptySandbox(fs, dir, FIXED, SOURCE, this.fixedMode, path.join(this.root, `.spare-${process.pid}-${this.emptiedCount++}`), spares);
+      const spareBase = path.join(this.root, `.spare-${process.pid}-${this.emptiedCount++}`);
+      const ok = emptySandbox(fs, dir, FIXED, SOURCE, this.fixedMode, spareBase, spares, this.spareFiles, SPARE_FILES_MAX);
       this.spares.push(...spares);
       if (ok) {
         this.idle.push(dir);
@@ -297,6 +339,14 @@ export class Sandboxes {
     return dir;
   }
 
+  /**
+   * An empty file beside the sandboxes, left by an earlier source copy, for the caller to rename into place and
+   * write instead of creating a file; undefined when there is none. The file is the caller's from then on.
+   */
+  spareFile(): string | undefined {
+    return this.spareFiles.pop();
+  }
+
   /** Takes back the sandbox of an action that succeeded: emptied for the next, or removed when it cannot be. */
   release(dir: string): void {
     const fixedMode = this.fixedMode ?? 0o755;
@@ -306,12 +356,12 @@ export class Sandboxes {
       if (janitor) {
         this.inFlight++;
         janitor.ref();
-        janitor.postMessage({ dir, fixed: FIXED, kept: SOURCE, fixedMode, spareBase });
+        janitor.postMessage({ dir, fixed: FIXED, kept: SOURCE, fixedMode, spareBase, spareFilesMax: Math.max(0, SPARE_FILES_MAX - this.spareFiles.length) });
         return;
       }
     }
     const spares: string[] = [];
-    const ok = emptySandbox(fs, dir, FIXED, SOURCE, fixedMode, spareBase, spares);
+    const ok = emptySandbox(fs, dir, FIXED, SOURCE, fixedMode, spareBase, spares, this.spareFiles, SPARE_FILES_MAX);
     this.spares.push(...spares);
     if (ok) this.idle.push(dir);
     // Something in it resists removal (a read-only folder deeper down): it goes in the background, whatever it
@@ -331,12 +381,15 @@ export class Sandboxes {
       // Loaded here, not imported: node:worker_threads takes ~6 ms to load, and most builds never start the janitor.
       const { Worker } = process.getBuiltinModule('node:worker_threads');
       const w = new Worker(JANITOR, { eval: true });
-      w.on('message', (m: { dir: string; ok: boolean; spares: string[] }) => {
+      w.on('message', (m: { dir: string; ok: boolean; spares: string[]; files: string[] }) => {
         // Idle, the thread must not keep wg alive.
         if (--this.inFlight === 0 && !this.closed) w.unref();
         if (m.ok && !this.closed) this.idle.push(m.dir);
         // After close, the thread removes them itself.
-        if (!this.closed) this.spares.push(...m.spares);
+        if (!this.closed) {
+          this.spares.push(...m.spares);
+          this.spareFiles.push(...m.files);
+        }
       });
       w.on('error', () => {
         // What it held is left on disk, as a crash would leave it; the rest is emptied in place.
@@ -362,7 +415,7 @@ export class Sandboxes {
    */
   close(): void {
     this.closed = true;
-    const idle = this.keepForNextBuild(this.idle.splice(0), this.spares.splice(0));
+    const idle = [...this.keepForNextBuild(this.idle.splice(0), this.spares.splice(0)), ...this.spareFiles.splice(0)];
     if (this.worker) {
       this.worker.ref();
       this.worker.postMessage({ close: true, remove: idle });

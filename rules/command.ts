@@ -48,8 +48,14 @@ export const commandRule: Rule<Attrs> = {
           const from = path.join(cwd, out);
           if (!fs.existsSync(from)) throw new Error(`declared output ${out} was not produced`);
           const to = path.join(ctx.outDir, out);
-          fs.mkdirSync(path.dirname(to), { recursive: true });
-          fs.renameSync(from, to);
+          try {
+            fs.renameSync(from, to);
+          } catch (e) {
+            // Its folder in out/ is not there yet (out/ itself only when the action removed it).
+            if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+            fs.mkdirSync(path.dirname(to), { recursive: true });
+            fs.renameSync(from, to);
+          }
         }
         return outs.map((p) => ({ path: p, kind: 'file' as const }));
       },

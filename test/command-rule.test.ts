@@ -225,3 +225,30 @@ describe('source copies', () => {
     assert.equal(ws.read('wg-out/out/large.cpu.seen.txt'), `${[...common.slice(0, 3), `more d ${mode} `, ...more, ...common.slice(3)].join('\n')}\n`);
   });
 });
+
+// A source copy's file comes from the src/ of an emptied sandbox when there is one (engine/sandbox.ts, spare
+// files): it must hold exactly the new content, shorter than the old one, and a file with a name outside the
+// sandbox (here one the action hard-links elsewhere) must never be emptied and reused. Twelve actions, sources
+// ever shorter, every other one linking its copy out; a chain, so the later ones take spare files.
+const SPARE = Array.from({ length: 12 }, (_, i) => `f${String(i).padStart(2, '0')}`);
+const spareText = (i: number): string => `${SPARE[i]} ${'x'.repeat(40 - 3 * i)}\n`;
+const spareYaml = (linked: string): string => `variants:
+  cpu: {}
+packages:
+${SPARE.map((name, i) => `  ${name}:\n    rule: command\n    source: ${name}\n    cmd: cat input.txt > seen.txt${i % 2 === 0 ? ` && ln input.txt ${linked}/${name}.txt` : ''}\n    outs: [seen.txt]\n${i > 0 ? `    deps: [${SPARE[i - 1]}]\n` : ''}`).join('')}`;
+
+describe('source copies through spare files', () => {
+  const ws = TempWorkspace.create({ 'linked/.keep': '', ...Object.fromEntries(SPARE.map((name, i) => [`${name}/input.txt`, spareText(i)])) });
+  after(() => ws.remove());
+
+  test('each copy holds its own content, and a copy linked outside the sandbox is left alone', async () => {
+    ws.write('BUILD.yaml', spareYaml(ws.path('linked')));
+    const r = await ws.build(['-j', '1']);
+    assert.deepEqual(new Set(Object.values(statuses(r))), new Set(['built']));
+    SPARE.forEach((name, i) => {
+      assert.equal(ws.read(`wg-out/out/${name}.cpu.seen.txt`), spareText(i), name);
+      if (i % 2 === 0) assert.equal(ws.read(`linked/${name}.txt`), spareText(i), name);
+    });
+    assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
+  });
+});

@@ -224,6 +224,25 @@ function warmup(): string {
 }
 
 describe('the spawn helper', () => {
+  it('a build of more than eight actions starts it before its ninth spawn', async () => {
+    // A chain, -j 1: the first step waits long enough for the helper to be up, and the second must then be its child.
+    const names = Array.from({ length: 10 }, (_, i) => `c${i}`);
+    const ws = TempWorkspace.create();
+    ws.write(
+      'BUILD.yaml',
+      `variants:\n  cpu: {}\npackages:\n` +
+        names
+          .map((n, i) => `  ${n}:\n    rule: command\n    cmd: ${JSON.stringify(i === 0 ? 'sleep 2; echo > parent.txt' : "tr '\\0' ' ' < /proc/$PPID/cmdline > parent.txt")}\n    outs: [parent.txt]\n${i > 0 ? `    deps: [${names[i - 1]}]\n` : ''}`)
+          .join(''),
+    );
+    try {
+      assert.deepEqual(new Set(Object.values(statuses(await ws.build(['-j', '1'])))), new Set(['built']));
+      assert.match(ws.read('wg-out/out/c1.cpu.parent.txt'), / -e 'use strict';/);
+    } finally {
+      ws.remove();
+    }
+  });
+
   it('a helper killed while a step runs fails that step, kills its group, and later steps are spawned by wg', async () => {
     const marker = randomUUID();
     const ws = TempWorkspace.create();
