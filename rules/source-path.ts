@@ -184,8 +184,14 @@ function copyIntoSpare(from: string, to: string, mode: number, spareFile: () => 
   } catch {
     return false;
   }
-  const out = fs.openSync(to, fs.constants.O_WRONLY);
+  const out = fs.openSync(to, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW);
   try {
+    // Written to or linked since it was emptied (a process an action left behind, outside its group): not reused.
+    const st = fs.fstatSync(out);
+    if (!st.isFile() || st.size !== 0 || st.nlink !== 1) {
+      fs.unlinkSync(to);
+      return false;
+    }
     const src = fs.openSync(from, 'r');
     try {
       for (let n; (n = fs.readSync(src, COPY_BUFFER, 0, COPY_BUFFER.length, null)) > 0; ) {

@@ -2,8 +2,10 @@
 
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
+import { copyTree, type TreeEntry } from '../rules/source-path.js';
 import { statuses, TempWorkspace } from './rig.js';
 
 const BUILD_YAML = `variants:
@@ -251,4 +253,30 @@ describe('source copies through spare files', () => {
     });
     assert.deepEqual(fs.readdirSync(path.join(ws.cacheDir, 'sandbox')), []);
   });
+});
+
+test('a source copy into a spare file holds exactly the source; a spare written to since it was emptied is not used', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wg-spare-file-'));
+  try {
+    fs.mkdirSync(path.join(dir, 'root'));
+    fs.writeFileSync(path.join(dir, 'root', 'input.txt'), 'abc\n');
+    const entries: TreeEntry[] = [{ path: 'input.txt', type: 'file', content: 'unused here', executable: false }];
+    const spare = (name: string, text: string): string => {
+      fs.writeFileSync(path.join(dir, name), text);
+      return path.join(dir, name);
+    };
+    const empty = spare('empty', '');
+    const emptyIno = fs.statSync(empty).ino;
+    await copyTree(path.join(dir, 'root'), entries, path.join(dir, 'a'), () => empty);
+    assert.equal(fs.readFileSync(path.join(dir, 'a', 'input.txt'), 'utf8'), 'abc\n');
+    assert.equal(fs.statSync(path.join(dir, 'a', 'input.txt')).ino, emptyIno);
+    assert.equal(fs.statSync(path.join(dir, 'a', 'input.txt')).mode & 0o7777, 0o644);
+
+    const written = spare('written', 'left behind by a late writer, longer than the source\n');
+    await copyTree(path.join(dir, 'root'), entries, path.join(dir, 'b'), () => written);
+    assert.equal(fs.readFileSync(path.join(dir, 'b', 'input.txt'), 'utf8'), 'abc\n');
+    assert.equal(fs.existsSync(written), false);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
