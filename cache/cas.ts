@@ -44,8 +44,12 @@ export type BlobCheck =
 const TMP_STALE_MS = 60 * 60 * 1000;
 const DIGEST_RE = /^[0-9a-f]{64}$/;
 // Temp names carry the host and pid so a second wg sharing the cache never sweeps a file another live process
-// is still writing. The host tag matters for containers sharing one cache volume: their pids are not ours.
-const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+// is still writing. The host tag matters for containers sharing one cache volume: their pids are not ours. Made on
+// first use: an edit's build usually writes no temp file, and a first hash costs it ~1 ms.
+let hostTagMemo: string | undefined;
+function hostTag(): string {
+  return (hostTagMemo ??= createHash('sha256').update(hostname()).digest('hex').slice(0, 8));
+}
 const TMP_RE = /^([0-9a-f]{8})-(\d+)-[0-9a-f]+$/;
 
 export function isDigest(s: string): boolean {
@@ -174,7 +178,7 @@ export class Cas {
         continue; // its writer renamed it away meanwhile
       }
       const m = TMP_RE.exec(name);
-      const ownerGone = m !== null && m[1] === HOST_TAG && !pidAlive(Number(m[2]));
+      const ownerGone = m !== null && m[1] === hostTag() && !pidAlive(Number(m[2]));
       if (ownerGone || now - mtimeMs > TMP_STALE_MS) {
         rmSync(p, { recursive: true, force: true });
         removed.push(name);
@@ -186,7 +190,7 @@ export class Cas {
   /** Streams `file` into the CAS. Resolves once the blob is durable and recorded. */
   async put(file: string): Promise<{ digest: string; size: number }> {
     mkdirSync(this.tmpDir, { recursive: true });
-    const tmp = join(this.tmpDir, `${HOST_TAG}-${process.pid}-${randomHex()}`);
+    const tmp = join(this.tmpDir, `${hostTag()}-${process.pid}-${randomHex()}`);
     const src = await open(file, 'r');
     let out: FileHandle | undefined;
     try {
@@ -267,7 +271,7 @@ export class Cas {
       if (hasCode(e, 'EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS')) return this.put(file);
       if (!hasCode(e, 'EEXIST')) throw e;
       // Taken: by an intact blob (kept, our file dropped) or by a damaged one, replaced through a temp name.
-      const tmp = join(this.tmpDir, `${HOST_TAG}-${process.pid}-${randomHex()}`);
+      const tmp = join(this.tmpDir, `${hostTag()}-${process.pid}-${randomHex()}`);
       mkdirSync(this.tmpDir, { recursive: true });
       linkSync(file, tmp);
       try {

@@ -53,7 +53,7 @@ const execRun: CommandRunner = async (cmd, args) => {
 };
 /**
  * Up to this many new blobs are fsynced one by one (file and folder) rather than with one `syncfs`: an edit's build
- * makes two or three, and on this kind of disk each fsync waits for a journal commit, as `syncfs` does.
+ * makes two or three, fsynced all at once; past a handful, one `syncfs` costs less than a flush of each.
  */
 const FSYNC_EACH_MAX = 8;
 /** How long finished results wait to be committed together. */
