@@ -127,6 +127,18 @@ describe('no-op snapshot', () => {
     assert.equal(((await ws.build()) as Json).snapshot, true);
     assert.equal(fs.statSync(ws.path('wg-out/out/b.cpu.out.txt')).ino, fs.statSync(blob).ino);
 
+    // One output gone and another replaced by a file of its own (same bytes, another inode) beside it: the
+    // snapshot cannot vouch for that one, and the full path puts the blob back.
+    fs.rmSync(ws.path('wg-out/out/b.cpu.out.txt'));
+    const aOut = ws.path('wg-out/out/a.cpu.out.txt');
+    const aBytes = fs.readFileSync(aOut);
+    fs.rmSync(aOut);
+    fs.writeFileSync(aOut, aBytes);
+    const replaced = (await ws.build()) as Json;
+    assert.equal(replaced.snapshot, undefined);
+    assert.equal(fs.statSync(aOut).ino, fs.statSync(blobOf(ws.cacheDir, aOut)).ino);
+    assert.equal(((await ws.build()) as Json).snapshot, true);
+
     // A blob whose mtime moved may have been written through a link: the full path re-hashes it before use.
     fs.rmSync(ws.path('wg-out'), { recursive: true });
     fs.utimesSync(blob, new Date(), new Date(Date.now() + 5000));
