@@ -60,31 +60,18 @@ const nodeRequire = createRequire(path.join(root, 'package.json'));
 // Where lmdb-url.ts will find it: the nearest node_modules, else Node's resolver (lmdb's main is in its dist/).
 const nearest = path.join(root, 'node_modules', 'lmdb');
 const lmdbDir = fs.existsSync(path.join(nearest, 'package.json')) ? nearest : path.resolve(path.dirname(nodeRequire.resolve('lmdb')), '..');
-fs.writeFileSync(
-  path.join(dist, 'lmdb-addon.json'),
-  `${JSON.stringify({
-    dir: lmdbDir,
-    abi: process.versions.modules,
-    platform: process.platform,
-    arch: process.arch,
-    file: nodeRequire('node-gyp-build-optional-packages').resolve(lmdbDir),
-  })}\n`,
-);
+/** Writes where node-gyp-build finds the addon of the package in `addonDir`, for a bundle whose loader checks `dir`. */
+function noteAddon(note, dir, addonDir) {
+  const file = nodeRequire('node-gyp-build-optional-packages').resolve(addonDir);
+  const answer = { dir, abi: process.versions.modules, platform: process.platform, arch: process.arch, file };
+  fs.writeFileSync(path.join(dist, note), `${JSON.stringify(answer)}\n`);
+}
+noteAddon('lmdb-addon.json', lmdbDir, lmdbDir);
 /**
  * msgpackr's native string extractor, likewise (engine/extractor-addon.ts): noted for the folder the CLI bundle is
  * in, since the bundle's `require('msgpackr-extract')` is resolved from there.
  */
-const extractorDir = path.dirname(createRequire(path.join(dist, 'wg.cjs')).resolve('msgpackr-extract'));
-fs.writeFileSync(
-  path.join(dist, 'extractor-addon.json'),
-  `${JSON.stringify({
-    dir: dist,
-    abi: process.versions.modules,
-    platform: process.platform,
-    arch: process.arch,
-    file: nodeRequire('node-gyp-build-optional-packages').resolve(extractorDir),
-  })}\n`,
-);
+noteAddon('extractor-addon.json', dist, path.dirname(createRequire(path.join(dist, 'wg.cjs')).resolve('msgpackr-extract')));
 const extractorAddon = {
   name: 'extractor-addon',
   setup(b) {

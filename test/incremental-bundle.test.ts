@@ -88,7 +88,8 @@ test("the CLI bundle loads msgpackr's string extractor named beside it when it f
   const note = (fields: Record<string, string>): void =>
     fs.writeFileSync(path.join(pkg, 'dist', 'extractor-addon.json'), JSON.stringify({ ...noted, dir: path.join(pkg, 'dist'), file: copy, ...fields }));
   const extractors = (): string[] => {
-    const script = `require(${JSON.stringify(at)}); console.log(JSON.stringify(Object.keys(require.cache).filter((k) => k.endsWith('.node') && !k.includes('lmdb'))));`;
+    const loader = path.join(repo, 'dist', 'code-cache.cjs');
+    const script = `require(${JSON.stringify(loader)}).requireCached(${JSON.stringify(at)}, ${JSON.stringify(path.join(dir, 'code'))}); console.log(JSON.stringify(Object.keys(require.cache).filter((k) => k.endsWith('.node') && !k.includes('lmdb'))));`;
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, NODE_PATH: '' } });
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout) as string[];
