@@ -74,14 +74,15 @@ async function hashFile(path: string): Promise<{ digest: string; size: number }>
   }
 }
 
+async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, 'r');
+  await fh.sync().finally(() => fh.close());
+}
+
 /** fsync of a blob or its folder; gone since it was stored (quarantined, deleted) leaves nothing to make durable. */
 async function fsyncIfPresent(path: string, folder: boolean): Promise<void> {
   try {
-    if (folder) await fsyncDir(path);
-    else {
-      const fh = await open(path, 'r');
-      await fh.sync().finally(() => fh.close());
-    }
+    await (folder ? fsyncDir(path) : fsyncFile(path));
   } catch (e) {
     if (!hasCode(e, 'ENOENT')) throw e;
   }
@@ -259,10 +260,7 @@ export class Cas {
     if (BigInt(size) !== before.size || fp !== statFingerprint(lstatSync(file, { bigint: true }))) {
       throw new Error(`${file} changed while it was being stored in the cache`);
     }
-    if (!this.deferDurability) {
-      const fh = await open(file, 'r');
-      await fh.sync().finally(() => fh.close());
-    }
+    if (!this.deferDurability) await fsyncFile(file);
     const final = this.path(digest);
     this.makeShard(dirname(final));
     try {

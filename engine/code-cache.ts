@@ -42,11 +42,12 @@ export function requireCached(file: string, cacheDir: string): CachedModule {
   const cachedData = readCache(cacheFile, stamp);
   // The bundle is already the function Module.wrap would make of it (scripts/bundle.mjs): its text is compiled as
   // it is read, with no second copy. Anything else would run in the global scope, so it is refused unrun.
+  const notABundle = (): Error => new Error(`${file} is not a bundle written by scripts/bundle.mjs (not a wrapped function)`);
   const text = fs.readFileSync(file, 'utf8');
-  if (!text.startsWith(WRAPPER)) throw new Error(`${file} is not a bundle written by scripts/bundle.mjs (not a wrapped function)`);
+  if (!text.startsWith(WRAPPER)) throw notABundle();
   const script = new Script(text, { filename: file, cachedData });
   const wrapped = script.runInThisContext() as unknown;
-  if (typeof wrapped !== 'function') throw new Error(`${file} is not a bundle written by scripts/bundle.mjs (not a wrapped function)`);
+  if (typeof wrapped !== 'function') throw notABundle();
   const module = { exports: {} as unknown };
   (wrapped as (...args: unknown[]) => void)(module.exports, Module.createRequire(file), module, file, path.dirname(file));
   const fromCache = cachedData !== undefined && script.cachedDataRejected !== true;

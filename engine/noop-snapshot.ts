@@ -68,9 +68,7 @@ function unmoved(p: string, recorded: StatTuple | null): boolean {
     st = undefined; // unreadable counts as gone
   }
   if (st === undefined || recorded === null) return st === undefined && recorded === null;
-  return (
-    st.size === Number(recorded[0]) && st.mtimeMs === msOf(recorded[1]) && st.ctimeMs === msOf(recorded[2]) && st.ino === Number(recorded[3])
-  );
+  return sameFile(st, recorded[0], recorded[1], recorded[3]) && st.ctimeMs === msOf(recorded[2]);
 }
 
 /** A blob's fingerprint as the CAS records it: size, mtime and inode (ctime changes with every link). */

@@ -16,15 +16,22 @@ const repo = fileURLToPath(new URL('../..', import.meta.url));
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wg-incremental-bundle-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-/** Loads a copy of the bundle at `at` in a process of its own; its native modules, or the error. */
-function load(at: string, env: Record<string, string> = {}): { status: number | null; addons: string[]; stderr: string } {
-  fs.mkdirSync(path.dirname(at), { recursive: true });
-  fs.copyFileSync(path.join(repo, 'dist', 'incremental.cjs'), at);
-  // As bin/wg.cjs loads it: the bundle is the function a CommonJS module is wrapped in (scripts/bundle.mjs).
+/**
+ * Loads the bundle at `at` in a process of its own, as bin/wg.cjs loads it (through the code cache: the bundle is
+ * the function a CommonJS module is wrapped in, scripts/bundle.mjs); the native modules it loaded, or the error.
+ */
+function loadBundle(at: string, env: Record<string, string> = {}): { status: number | null; addons: string[]; stderr: string } {
   const loader = path.join(repo, 'dist', 'code-cache.cjs');
   const script = `require(${JSON.stringify(loader)}).requireCached(${JSON.stringify(at)}, ${JSON.stringify(path.join(dir, 'code'))}); console.log(JSON.stringify(Object.keys(require.cache).filter((k) => k.endsWith('.node'))));`;
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, NODE_PATH: '', ...env } });
   return { status: r.status, addons: r.status === 0 ? (JSON.parse(r.stdout) as string[]) : [], stderr: r.stderr };
+}
+
+/** Loads a copy of the incremental bundle at `at` (loadBundle). */
+function load(at: string, env: Record<string, string> = {}): ReturnType<typeof loadBundle> {
+  fs.mkdirSync(path.dirname(at), { recursive: true });
+  fs.copyFileSync(path.join(repo, 'dist', 'incremental.cjs'), at);
+  return loadBundle(at, env);
 }
 
 test('the bundle finds lmdb in a node_modules folder above it', () => {
@@ -88,11 +95,9 @@ test("the CLI bundle loads msgpackr's string extractor named beside it when it f
   const note = (fields: Record<string, string>): void =>
     fs.writeFileSync(path.join(pkg, 'dist', 'extractor-addon.json'), JSON.stringify({ ...noted, dir: path.join(pkg, 'dist'), file: copy, ...fields }));
   const extractors = (): string[] => {
-    const loader = path.join(repo, 'dist', 'code-cache.cjs');
-    const script = `require(${JSON.stringify(loader)}).requireCached(${JSON.stringify(at)}, ${JSON.stringify(path.join(dir, 'code'))}); console.log(JSON.stringify(Object.keys(require.cache).filter((k) => k.endsWith('.node') && !k.includes('lmdb'))));`;
-    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, NODE_PATH: '' } });
+    const r = loadBundle(at);
     assert.equal(r.status, 0, r.stderr);
-    return JSON.parse(r.stdout) as string[];
+    return r.addons.filter((k) => !k.includes('lmdb'));
   };
 
   note({});
