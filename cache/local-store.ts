@@ -242,12 +242,17 @@ export class LocalStore {
   flush(): Promise<void> {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = null;
-    // A failed flush left its batch pending: the next one tries it again.
-    this.flushing = this.flushing.catch(() => undefined).then(() => this.flushBatch());
+    // With none running, the batch starts now, not when the chain's promise settles: that waits for the caller's
+    // next await, and an edit's build writes its snapshot before it awaits, which the fsyncs should overlap. A
+    // failed flush left its batch pending: the next one tries it again.
+    const started = this.flushesRunning === 0 ? this.flushBatch() : this.flushing.catch(() => undefined).then(() => this.flushBatch());
+    this.flushesRunning++;
+    this.flushing = started.finally(() => this.flushesRunning--);
     return this.flushing;
   }
 
   private flushing: Promise<void> = Promise.resolve();
+  private flushesRunning = 0;
 
   private async flushBatch(): Promise<void> {
     if (this.pending.size === 0 && !this.cas.hasPendingRecords) return;

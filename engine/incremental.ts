@@ -268,9 +268,11 @@ async function buildIncremental(req: IncrementalRequest, plan: StoredPlan, readS
       root: args.root,
       plugins: false,
     };
-    // The blobs' fsyncs and the index commit run while the snapshot is written; close waits for them. A failure
-    // shows there, where the batch is tried again.
+    // The blobs' fsyncs run while the snapshot is written; close waits for them and the index commit. A failure
+    // shows there, where the batch is tried again. One turn of the event loop first, so that lmdb commits the
+    // build's history and records now, on its own thread, rather than when the snapshot is written.
     store.flush().catch(() => undefined);
+    await new Promise((resolve) => setImmediate(resolve));
     reporter.summary(report, false);
     // `incremental: true` tells scripts (and tests) that only what the changed files touch was looked at.
     if (everyTarget) {
