@@ -4,7 +4,6 @@
 
 import { hash } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { sortCodeUnits } from '../engine/code-unit-sort.js';
 
@@ -128,6 +127,9 @@ export async function copyTree(
   spareFile: () => string | undefined = () => undefined,
 ): Promise<void> {
   if (entries.length <= SYNC_COPY_MAX) return copyTreeSync(root, entries, dest, spareFile);
+  // Read here, not imported: an edit's build copies small trees synchronously, and loading node:fs/promises cost it
+  // ~1 ms.
+  const fsp = fs.promises;
   await fsp.mkdir(dest, { recursive: true });
   // Each folder once, parents first: a recursive mkdir of an existing folder still costs a failed mkdir and a stat.
   const made = new Set([dest]);
