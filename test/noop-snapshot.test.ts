@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { laterThan } from '../engine/noop-snapshot.js';
 import { statuses, TempWorkspace, type BuildJson } from './rig.js';
 
 /** Files changed within 2 s of a build are "racy": checked by content next time, or (BUILD.yaml) left to the full path. */
@@ -146,6 +147,16 @@ describe('no-op snapshot', () => {
     assert.equal(checked.snapshot, undefined);
     assert.deepEqual(statuses(checked), { '//a:cpu': 'cached', '//b:cpu': 'cached' });
     assert.equal(ws.read('wg-out/out/b.cpu.out.txt'), 'b\n');
+  });
+
+  test('the racy check compares times as digits: a longer one is later, an equal one is not, negative ones as numbers', () => {
+    assert.equal(laterThan('1795290555020203917', '1795290555020203916'), true);
+    assert.equal(laterThan('1795290555020203916', '1795290555020203917'), false);
+    assert.equal(laterThan('1795290555020203917', '1795290555020203917'), false);
+    assert.equal(laterThan('1000', '999'), true);
+    assert.equal(laterThan('999', '1000'), false);
+    assert.equal(laterThan('-5', '-10'), true);
+    assert.equal(laterThan('-10', '3'), false);
   });
 
   test('other arguments, a racy input and a failed build never reuse a snapshot', async () => {
