@@ -8,6 +8,7 @@ import type { Label } from './label.js';
 import { statTuple, type StatTuple } from './inputs.js';
 import {
   argsId,
+  argsKey,
   blobStat,
   envHash,
   newBuildId,
@@ -62,6 +63,7 @@ function newSnapshot(
   const envNames = [...new Set([...report.inputs.envNames, ...ALWAYS_WATCHED_ENV])].sort();
   return {
     v: SNAPSHOT_VERSION,
+    args: argsKey(args),
     argsId: argsId(args),
     build: newBuildId(),
     envNames,

@@ -6,14 +6,13 @@
 // then costs a thousand links, not a full build. This module imports only Node built-ins, because it runs before
 // the rest of wg is loaded.
 
-import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hashFileSync } from '../cache/file-hash.js';
 import type { StatTuple } from './inputs.js';
 import { applyOutputs, applyTargets, dropDelta, readDelta, type SnapshotDelta } from './snapshot-delta.js';
 
-export const SNAPSHOT_VERSION = 4;
+export const SNAPSHOT_VERSION = 5;
 /** A file changed less than this before it was read might change again within the same timestamp tick. */
 const RACY_WINDOW_NS = 2_000_000_000n;
 
@@ -25,6 +24,9 @@ export interface SnapshotArgs {
 
 export interface Snapshot {
   v: number;
+  /** What argsId hashes: compared as it is by the check, which then needs no hashing. */
+  args: string;
+  /** Ties the companion files (plan, outputs, --json document, delta) to these arguments. */
   argsId: string;
   /** Random per written snapshot: ties it to its outputs file. */
   build: string;
@@ -89,25 +91,46 @@ function reportPath(file: string): string {
   return file.replace(/\.json$/, '.report.json');
 }
 
-/** In the cache, not in wg-out: deleting wg-out must leave what is needed to restore it. One per workspace. */
+/**
+ * node:crypto, loaded when first needed: loading it took ~6 ms of a no-op answer (the module loads every cipher,
+ * key and certificate class with it), which now hashes nothing unless a racy input or a set env value asks for it.
+ */
+function crypto(): typeof import('node:crypto') {
+  return process.getBuiltinModule('node:crypto');
+}
+
+/**
+ * In the cache, not in wg-out: deleting wg-out must leave what is needed to restore it. One per workspace, named by
+ * an FNV-1a hash of the root: a name, not a key (the snapshot's `args` say whose it is, and another workspace's
+ * is refused), so the check need not load node:crypto to find it.
+ */
 export function snapshotPath(cacheDir: string, root: string): string {
-  return path.join(cacheDir, 'snapshots', `${createHash('sha256').update(root).digest('hex').slice(0, 32)}.json`);
+  let h = 0xcbf29ce484222325n;
+  for (const byte of Buffer.from(root)) h = BigInt.asUintN(64, (h ^ BigInt(byte)) * 0x100000001b3n);
+  return path.join(cacheDir, 'snapshots', `${h.toString(16).padStart(16, '0')}.json`);
 }
 
 export function newBuildId(): string {
-  return randomBytes(8).toString('hex');
+  return crypto().randomBytes(8).toString('hex');
+}
+
+/** The arguments a snapshot answers for, as one string (no secrets: a folder, the cache's folder, patterns). */
+export function argsKey(args: SnapshotArgs): string {
+  return JSON.stringify({ v: SNAPSHOT_VERSION, root: args.root, cacheDir: args.cacheDir, patterns: [...args.patterns].sort() });
 }
 
 export function argsId(args: SnapshotArgs): string {
-  return createHash('sha256')
-    .update(JSON.stringify({ v: SNAPSHOT_VERSION, root: args.root, cacheDir: args.cacheDir, patterns: [...args.patterns].sort() }))
-    .digest('hex');
+  return crypto().createHash('sha256').update(argsKey(args)).digest('hex');
 }
 
+/**
+ * What the watched env variables hold, as a hash: their values may be secrets. `unset` when none is set (the
+ * usual case, and no sha256 hex): then there is nothing to hide, and nothing to load node:crypto for.
+ */
 export function envHash(names: string[]): string {
-  return createHash('sha256')
-    .update(JSON.stringify(names.map((n) => [n, process.env[n] ?? null])))
-    .digest('hex');
+  const values = names.map((n) => [n, process.env[n] ?? null]);
+  if (values.every(([, v]) => v === null)) return 'unset';
+  return crypto().createHash('sha256').update(JSON.stringify(values)).digest('hex');
 }
 
 function current(p: string): StatTuple | null {
@@ -263,7 +286,7 @@ export function checkSnapshot(args: SnapshotArgs): SnapshotCheck | null {
   } catch {
     return null;
   }
-  if (snapshot.v !== SNAPSHOT_VERSION || snapshot.argsId !== argsId(args)) return null;
+  if (snapshot.v !== SNAPSHOT_VERSION || snapshot.args !== argsKey(args)) return null;
   if (snapshot.envHash !== envHash(snapshot.envNames)) return null;
   const moved = new Set<string>();
   for (const [p, st] of snapshot.files) if (!unmoved(p, st)) moved.add(p);

@@ -6,6 +6,7 @@
 
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -147,6 +148,23 @@ describe('no-op snapshot', () => {
     assert.equal(checked.snapshot, undefined);
     assert.deepEqual(statuses(checked), { '//a:cpu': 'cached', '//b:cpu': 'cached' });
     assert.equal(ws.read('wg-out/out/b.cpu.out.txt'), 'b\n');
+  });
+
+  test('the no-op answer loads node:crypto only to hash a watched env value that is set', async () => {
+    const ws = await fresh();
+    // Outside the workspace: a file added there would be a change.
+    const probe = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wg-probe-')), 'crypto-probe.cjs');
+    fs.writeFileSync(probe, "process.on('exit', () => process.stderr.write(`crypto loaded: ${process.moduleLoadList.includes('NativeModule crypto')}\\n`));\n");
+    const probed = { NODE_OPTIONS: `--require ${probe}` };
+    const unset = await ws.build([], { env: probed });
+    assert.equal((unset as Json).snapshot, true);
+    assert.match(unset.stderr, /^crypto loaded: false$/m);
+    // FLAG (pass_env of //a) set: its value is part of what the snapshot checks, as a hash.
+    assert.deepEqual(statuses((await ws.build([], { env: { FLAG: 'on' } })) as Json), { '//a:cpu': 'built', '//b:cpu': 'built' });
+    const set = await ws.build([], { env: { ...probed, FLAG: 'on' } });
+    assert.equal((set as Json).snapshot, true);
+    assert.match(set.stderr, /^crypto loaded: true$/m);
+    fs.rmSync(path.dirname(probe), { recursive: true, force: true });
   });
 
   test('the racy check compares times as digits: a longer one is later, an equal one is not, negative ones as numbers', () => {
