@@ -92,8 +92,13 @@ function fsyncNow(path: string, folder: boolean): Promise<void> {
     return Promise.reject(e);
   }
   return new Promise((resolve, reject) => {
-    fsync(fd, (e) => {
-      closeSync(fd);
+    fsync(fd, (synced) => {
+      let e: unknown = synced;
+      try {
+        closeSync(fd);
+      } catch (closed) {
+        e ??= closed; // a network file system may report a failed write only here
+      }
       if (e && !(folder && hasCode(e, 'EINVAL', 'EISDIR', 'EPERM', 'EBADF'))) reject(e);
       else resolve();
     });
