@@ -303,14 +303,15 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
     if (options.dryRun) {
       emit({ type: 'plan', total: planned.size, toBuild: stale.length, cached: planned.size - stale.length });
       const history = new History(store.kv('history'), options.root);
-      const reports = new Map<Label, TargetReport>();
+      // `planned` holds the targets in `order`: the reports are listed as made, and the remembered durations are
+      // read only for the targets that would build.
+      const reports: TargetReport[] = [];
       for (const p of planned.values()) {
-        const cached = results.has(p.target.label);
-        const remembered = history.target(p.target.label)?.durationMs;
-        reports.set(p.target.label, targetReport(p, cached ? 'cached' : 'would-build', cached ? {} : { estimateMs: remembered ? remembered : null }));
+        if (results.has(p.target.label)) reports.push(targetReport(p, 'cached'));
+        else reports.push(targetReport(p, 'would-build', { estimateMs: history.target(p.target.label)?.durationMs || null }));
       }
       const remoteStats = remote ? await remote.finish() : undefined;
-      return finish(order.map((l) => reports.get(l)!), true, results, remoteStats);
+      return finish(reports, true, results, remoteStats);
     }
 
     spawnHelper.expect(stale.length);
