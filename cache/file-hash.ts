@@ -20,7 +20,7 @@ let syncBuf: Buffer | undefined;
  * inode and mtime catch an accidental write; remote blobs are always verified by digest anyway.
  */
 export function statFingerprint(st: BigIntStats, withDev = false): string {
-  return withDev ? [st.size, st.ino, st.mtimeNs, st.ctimeNs, st.dev].join(':') : [st.size, st.ino, st.mtimeNs].join(':');
+  return withDev ? `${st.size}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}:${st.dev}` : `${st.size}:${st.ino}:${st.mtimeNs}`;
 }
 
 export interface SyncHash {
