@@ -31,6 +31,8 @@ type Report = (d: Diagnostic) => void;
 /** The layers a target without overrides has: shared, and never written to (resolveEnv only reads its layers). */
 const NO_OVERRIDES: readonly VariantOverride[] = [];
 const NO_ENV: Record<string, string> = Object.freeze({}) as Record<string, string>;
+/** What a target without patches or passed variables gets for each: shared, never written to. */
+const NONE: string[] = [];
 
 function norm(p: string): string {
   return path.posix.normalize(p.replaceAll('\\', '/'));
@@ -190,13 +192,13 @@ export class Configurer {
       for (const p of found.patches) this.checkPatchText(p);
       discovered = found.patches;
     }
-    const patches = [...discovered, ...pkg.patches];
+    const patches = discovered.length + pkg.patches.length === 0 && !version && overrides.length === 0 ? NONE : [...discovered, ...pkg.patches];
     if (version) patches.push(...version.patches);
     for (const o of overrides) patches.push(...o.patches);
 
     // pass_env and secret_env: the variant's, then the package's (most targets have none: no sets made for them).
     if (variant.passEnv.length + pkg.passEnv.length + variant.secretEnv.length + pkg.secretEnv.length === 0) {
-      return { env: resolved.env, patches, passEnv: [], secretEnv: [] };
+      return { env: resolved.env, patches, passEnv: NONE, secretEnv: NONE };
     }
     const label = `//${pkg.name}:${variant.name}`;
     const passEnv = variant.passEnv.length + pkg.passEnv.length === 0 ? [] : [...new Set([...variant.passEnv, ...pkg.passEnv])];
