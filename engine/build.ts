@@ -153,7 +153,7 @@ export async function planSelection(sel: Selection, store: LocalStore, cacheDir:
       if (decl?.kind === 'index') inputs.markVolatile(`the source of ${t.package.name} comes from an index`);
     }
   }
-  const planned = planTargets(sel.ws, sel.order, sel.analysis, toolchains, store, remote, sel.plugins.ruleOrigin, inputs);
+  const planned = planTargets(sel.ws, targets, sel.analysis, toolchains, store, remote, sel.plugins.ruleOrigin, inputs);
   // Every source file and patch is hashed by now: their stat-cache entries are stored while the build goes on.
   store.saveStatEntries();
   return planned;
@@ -435,9 +435,10 @@ const NO_ITEMS: readonly unknown[] = (() => {
   return items;
 })();
 
+/** Keys `order` (targets, dependencies first): each target's source tree, action plan and key record. */
 function planTargets(
   ws: Workspace,
-  order: Label[],
+  order: ConfiguredTarget[],
   analysis: Analysis,
   toolchains: Map<string, Toolchain>,
   store: LocalStore,
@@ -451,13 +452,21 @@ function planTargets(
     return store.fileDigest(abs);
   };
   const planned = new Map<Label, Planned>();
+  // A record's rule field, made once per rule and shared by the records of its targets (never written to).
+  const ruleIds = new Map<Rule, KeyRecord['rule']>();
+  const ruleIdentity = (rule: Rule): KeyRecord['rule'] => {
+    let id = ruleIds.get(rule);
+    if (!id) ruleIds.set(rule, (id = { kind: rule.kind, ...(ruleOrigin.has(rule.kind) ? { plugin: ruleOrigin.get(rule.kind)!.digest } : {}), version: rule.version }));
+    return id;
+  };
   const trees = new Map<string, { root: string; entries: TreeEntry[]; digest: string }>();
   const diagnostics: Diagnostic[] = [];
-  for (const label of order) {
-    const target = analysis.targets.get(label)!;
+  for (const target of order) {
+    const label = target.label;
     const pkg = target.package;
     let source: { root: string; entries: TreeEntry[]; digest: string } | null = null;
-    const remoteSource = remote.get(pkg.name);
+    // Most workspaces have no remote source: no lookup per target then.
+    const remoteSource = remote.size === 0 ? undefined : remote.get(pkg.name);
     if (pkg.source?.kind === 'path') {
       const folder = analysis.sourceFolders.get(pkg.name);
       const root = folder?.root ?? path.resolve(ws.root, pkg.source.path);
@@ -491,7 +500,7 @@ function planTargets(
       format: KEY_FORMAT,
       ...(target.passEnv.length > 0 ? { passEnv: Object.fromEntries(target.passEnv.map((n) => [n, process.env[n] ?? null])) } : {}),
       patches,
-      rule: { kind: target.rule.kind, ...(ruleOrigin.has(target.rule.kind) ? { plugin: ruleOrigin.get(target.rule.kind)!.digest } : {}), version: target.rule.version },
+      rule: ruleIdentity(target.rule),
       ...(target.secretEnv.length > 0 ? { secretEnv: [...target.secretEnv].sort() } : {}),
       source: remoteSource ? remoteSource.identity : source ? { kind: 'path', tree: source.digest } : null,
       systemSitePackages: target.systemSitePackages,
