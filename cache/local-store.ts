@@ -122,7 +122,7 @@ export class LocalStore {
       return {
         get: (id) => {
           const key = boundedKey(id);
-          return uncommitted.has(key) ? uncommitted.get(key) : db.get(key);
+          return uncommitted.size > 0 && uncommitted.has(key) ? uncommitted.get(key) : db.get(key);
         },
         // putSync so a get right after a put sees it; these values are small and rare.
         put: (id, value) => {
@@ -169,7 +169,7 @@ export class LocalStore {
     const short = key.slice(0, 12);
     let entry: unknown;
     try {
-      entry = this.pending.get(key) ?? this.ac.get(key);
+      entry = (this.pending.size > 0 ? this.pending.get(key) : undefined) ?? this.ac.get(key);
     } catch {
       entry = null; // undecodable: handled as malformed below
     }

@@ -153,7 +153,7 @@ export async function planSelection(sel: Selection, store: LocalStore, cacheDir:
       if (decl?.kind === 'index') inputs.markVolatile(`the source of ${t.package.name} comes from an index`);
     }
   }
-  const planned = planTargets(sel.ws, sel.order, sel.analysis, toolchains, store, remote, sel.plugins.ruleOrigin, inputs);
+  const planned = planTargets(sel.ws, targets, sel.analysis, toolchains, store, remote, sel.plugins.ruleOrigin, inputs);
   // Every source file and patch is hashed by now: their stat-cache entries are stored while the build goes on.
   store.saveStatEntries();
   return planned;
@@ -303,14 +303,15 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
     if (options.dryRun) {
       emit({ type: 'plan', total: planned.size, toBuild: stale.length, cached: planned.size - stale.length });
       const history = new History(store.kv('history'), options.root);
-      const reports = new Map<Label, TargetReport>();
+      // `planned` holds the targets in `order`: the reports are listed as made, and the remembered durations are
+      // read only for the targets that would build.
+      const reports: TargetReport[] = [];
       for (const p of planned.values()) {
-        const cached = results.has(p.target.label);
-        const remembered = history.target(p.target.label)?.durationMs;
-        reports.set(p.target.label, targetReport(p, cached ? 'cached' : 'would-build', cached ? {} : { estimateMs: remembered ? remembered : null }));
+        if (results.has(p.target.label)) reports.push(targetReport(p, 'cached'));
+        else reports.push(targetReport(p, 'would-build', { estimateMs: history.target(p.target.label)?.durationMs || null }));
       }
       const remoteStats = remote ? await remote.finish() : undefined;
-      return finish(order.map((l) => reports.get(l)!), true, results, remoteStats);
+      return finish(reports, true, results, remoteStats);
     }
 
     spawnHelper.expect(stale.length);
@@ -421,9 +422,23 @@ async function probeToolchains(ws: Workspace, targets: ConfiguredTarget[], store
   return out;
 }
 
+/**
+ * The empty list a key record holds for no dependencies or patches, shared and never written to. Made by taking an
+ * element off so that V8 keeps it a list of objects, like the lists pushed to below: a new empty list is a list of
+ * small integers (and one made by map() a list with holes), and records whose lists came in several kinds made V8
+ * throw away and recompile planTargets and the key's JSON check, both optimized while the first targets, which have
+ * no dependencies, were planned (three compiles each, now one).
+ */
+const NO_ITEMS: readonly unknown[] = (() => {
+  const items: unknown[] = [null];
+  items.pop();
+  return items;
+})();
+
+/** Keys `order` (targets, dependencies first): each target's source tree, action plan and key record. */
 function planTargets(
   ws: Workspace,
-  order: Label[],
+  order: ConfiguredTarget[],
   analysis: Analysis,
   toolchains: Map<string, Toolchain>,
   store: LocalStore,
@@ -437,13 +452,21 @@ function planTargets(
     return store.fileDigest(abs);
   };
   const planned = new Map<Label, Planned>();
+  // A record's rule field, made once per rule and shared by the records of its targets (never written to).
+  const ruleIds = new Map<Rule, KeyRecord['rule']>();
+  const ruleIdentity = (rule: Rule): KeyRecord['rule'] => {
+    let id = ruleIds.get(rule);
+    if (!id) ruleIds.set(rule, (id = { kind: rule.kind, ...(ruleOrigin.has(rule.kind) ? { plugin: ruleOrigin.get(rule.kind)!.digest } : {}), version: rule.version }));
+    return id;
+  };
   const trees = new Map<string, { root: string; entries: TreeEntry[]; digest: string }>();
   const diagnostics: Diagnostic[] = [];
-  for (const label of order) {
-    const target = analysis.targets.get(label)!;
+  for (const target of order) {
+    const label = target.label;
     const pkg = target.package;
     let source: { root: string; entries: TreeEntry[]; digest: string } | null = null;
-    const remoteSource = remote.get(pkg.name);
+    // Most workspaces have no remote source: no lookup per target then.
+    const remoteSource = remote.size === 0 ? undefined : remote.get(pkg.name);
     if (pkg.source?.kind === 'path') {
       const folder = analysis.sourceFolders.get(pkg.name);
       const root = folder?.root ?? path.resolve(ws.root, pkg.source.path);
@@ -463,7 +486,11 @@ function planTargets(
     const toolchain = target.rule.needsToolchain && target.toolchain !== null ? toolchains.get(target.toolchain) ?? null : null;
     const plan = planAction(target, source !== null || remoteSource !== undefined, toolchain);
     // A dependency missing here failed its own planning; that diagnostic stops the build before keys matter.
-    const depKeys = sortCodeUnits(target.deps.map((d) => (planned.get(d)?.key ?? 'unplanned') as string));
+    const depKeys: string[] = target.deps.length === 0 ? (NO_ITEMS as string[]) : [];
+    for (const d of target.deps) depKeys.push(planned.get(d)?.key ?? 'unplanned');
+    sortCodeUnits(depKeys);
+    const patches: KeyRecord['patches'] = target.patches.length === 0 ? (NO_ITEMS as KeyRecord['patches']) : [];
+    for (const p of target.patches) patches.push({ digest: patchDigest(path.resolve(ws.root, p)), path: p });
     // Fields in code-unit order, at every depth this function writes: canonicalJson then hands the record to
     // JSON.stringify as it is (engine/key.ts). Any order gives the same key.
     const record: KeyRecord = {
@@ -472,8 +499,8 @@ function planTargets(
       env: target.env,
       format: KEY_FORMAT,
       ...(target.passEnv.length > 0 ? { passEnv: Object.fromEntries(target.passEnv.map((n) => [n, process.env[n] ?? null])) } : {}),
-      patches: target.patches.map((p) => ({ digest: patchDigest(path.resolve(ws.root, p)), path: p })),
-      rule: { kind: target.rule.kind, ...(ruleOrigin.has(target.rule.kind) ? { plugin: ruleOrigin.get(target.rule.kind)!.digest } : {}), version: target.rule.version },
+      patches,
+      rule: ruleIdentity(target.rule),
       ...(target.secretEnv.length > 0 ? { secretEnv: [...target.secretEnv].sort() } : {}),
       source: remoteSource ? remoteSource.identity : source ? { kind: 'path', tree: source.digest } : null,
       systemSitePackages: target.systemSitePackages,

@@ -28,6 +28,12 @@ export interface TargetConfig {
 
 type Report = (d: Diagnostic) => void;
 
+/** The layers a target without overrides has: shared, and never written to (resolveEnv only reads its layers). */
+const NO_OVERRIDES: readonly VariantOverride[] = [];
+const NO_ENV: Record<string, string> = Object.freeze({}) as Record<string, string>;
+/** What a target without patches or passed variables gets for each: shared, never written to. */
+const NONE: string[] = [];
+
 function norm(p: string): string {
   return path.posix.normalize(p.replaceAll('\\', '/'));
 }
@@ -143,20 +149,25 @@ export class Configurer {
     for (const [key, o] of pkg.variants ?? []) o.patches.forEach((p, i) => listed(p, this.span([...base, 'variants', key, 'patches', i])));
   }
 
-  /** The env and patches of `pkg` in `variant` (a variant `variantsOf` returned). */
+  /**
+   * The env and patches of `pkg` in `variant` (a variant `variantsOf` returned). Most targets have no overrides, env
+   * files, patch folders or passed variables: each layer is made only when it holds something (the lists, objects
+   * and paths made for every target were 12 of the 155 MB a warm 10,000-target dry run allocated, now 4).
+   */
   configure(pkg: PackageDecl, variant: VariantDecl): TargetConfig {
-    const keys = this.variantsOf(pkg).get(variant.name) ?? [];
-    const overrides = keys.map((k) => pkg.variants!.get(k)!);
+    const keys = this.variantsOf(pkg).get(variant.name);
+    const overrides = keys === undefined || keys.length === 0 ? NO_OVERRIDES : keys.map((k) => pkg.variants!.get(k)!);
     const version = this.versionOverride.get(pkg.name) ?? null;
-    const label = `//${pkg.name}:${variant.name}`;
 
+    // Without an envs/ folder there is nothing to read or remember (twice per target).
+    this.envsFolder ??= fs.existsSync(path.join(this.ws.root, ENVS_DIR));
     const resolved = resolveEnv({
       variant: variant.env,
       package: pkg.env,
-      packageFile: this.envFile(`${ENVS_DIR}/${pkg.name}.env`),
-      version: version?.env ?? {},
-      variantFile: this.envFile(`${ENVS_DIR}/${variant.name}/${pkg.name}.env`),
-      override: Object.assign({}, ...overrides.map((o) => o.env)) as Record<string, string>,
+      packageFile: this.envsFolder ? this.envFile(`${ENVS_DIR}/${pkg.name}.env`) : null,
+      version: version?.env ?? NO_ENV,
+      variantFile: this.envsFolder ? this.envFile(`${ENVS_DIR}/${variant.name}/${pkg.name}.env`) : null,
+      override: overrides.length === 0 ? NO_ENV : (Object.assign({}, ...overrides.map((o) => o.env)) as Record<string, string>),
     });
     for (const d of resolved.diagnostics) this.error(d);
 
@@ -181,9 +192,15 @@ export class Configurer {
       for (const p of found.patches) this.checkPatchText(p);
       discovered = found.patches;
     }
-    const patches = [...discovered, ...pkg.patches, ...(version?.patches ?? []), ...overrides.flatMap((o) => o.patches)];
+    const patches = discovered.length + pkg.patches.length === 0 && !version && overrides.length === 0 ? NONE : [...discovered, ...pkg.patches];
+    if (version) patches.push(...version.patches);
+    for (const o of overrides) patches.push(...o.patches);
 
     // pass_env and secret_env: the variant's, then the package's (most targets have none: no sets made for them).
+    if (variant.passEnv.length + pkg.passEnv.length + variant.secretEnv.length + pkg.secretEnv.length === 0) {
+      return { env: resolved.env, patches, passEnv: NONE, secretEnv: NONE };
+    }
+    const label = `//${pkg.name}:${variant.name}`;
     const passEnv = variant.passEnv.length + pkg.passEnv.length === 0 ? [] : [...new Set([...variant.passEnv, ...pkg.passEnv])];
     const secretEnv = variant.secretEnv.length + pkg.secretEnv.length === 0 ? [] : [...new Set([...variant.secretEnv, ...pkg.secretEnv])];
     for (const [list, names] of [['pass_env', passEnv], ['secret_env', secretEnv]] as const) {
@@ -231,9 +248,6 @@ export class Configurer {
 
   /** A parsed env file, or null when there is none; parse errors are reported once. */
   private envFile(rel: string): EnvFile | null {
-    // Without an envs/ folder there is nothing to read or remember (twice per target).
-    this.envsFolder ??= fs.existsSync(path.join(this.ws.root, ENVS_DIR));
-    if (!this.envsFolder) return null;
     if (this.envFiles.has(rel)) return this.envFiles.get(rel)!;
     let parsed: EnvFile | null = null;
     const file = path.join(this.ws.root, rel);
