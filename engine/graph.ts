@@ -13,6 +13,12 @@ import type { Label } from './label.js';
 /** The neighbours of a target that has none yet, shared: a list of its own is made at its first edge. Never added to. */
 const NONE: readonly number[] = [];
 
+/**
+ * A dependency list up to this long is scanned for a repeated edge; a longer one gets a set beside it: scanning, a
+ * target with thousands of dependencies (a wheelhouse of every package) took time in their square to add.
+ */
+const SCAN_MAX = 32;
+
 export class TargetGraph {
   /** Each target's number: its position in `labels`, `out` and `in`. */
   private readonly ids = new Map<Label, number>();
@@ -38,11 +44,23 @@ export class TargetGraph {
   addDependency(from: Label, to: Label): void {
     const f = this.ids.get(from) ?? this.add(from);
     const t = this.ids.get(to) ?? this.add(to);
-    if (this.out[f]!.includes(t)) return;
+    if (this.dependsOn(f, t)) return;
     if (this.out[f] === NONE) this.out[f] = [];
     if (this.in[t] === NONE) this.in[t] = [];
     (this.out[f] as number[]).push(t);
     (this.in[t] as number[]).push(f);
+    this.longLists.get(f)?.add(t);
+  }
+
+  /** The dependencies of targets with more than SCAN_MAX of them, as sets. */
+  private readonly longLists = new Map<number, Set<number>>();
+
+  private dependsOn(f: number, t: number): boolean {
+    const deps = this.out[f]!;
+    if (deps.length <= SCAN_MAX) return deps.includes(t);
+    let set = this.longLists.get(f);
+    if (set === undefined) this.longLists.set(f, (set = new Set(deps)));
+    return set.has(t);
   }
 
   dependencies(label: Label): Label[] {

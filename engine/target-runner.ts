@@ -42,10 +42,10 @@ export interface RunnerOptions {
  */
 const RECORD_EVERY = 128;
 
-/** A target's line in the build report: nothing in wg-out yet, unless `extra` says so. */
-/** The wheels and files of a report that has none: shared, never written to. */
-const NO_FILES: string[] = [];
+/** The wheels and files of a report that has none: shared, so frozen (a push would change every such report). */
+const NO_FILES = Object.freeze([]) as unknown as string[];
 
+/** A target's line in the build report: nothing in wg-out yet, unless `extra` says so. */
 export function targetReport(p: Planned, status: TargetReport['status'], extra: Partial<TargetReport> = {}): TargetReport {
   return { label: p.target.label, key: p.key, status, wheels: NO_FILES, files: NO_FILES, log: null, durationMs: null, error: null, ...extra };
 }

@@ -37,6 +37,19 @@ test('cycles are reported once each, rotated to their smallest label, closed', (
   ]);
 });
 
+test('a dependency added twice is one edge, for a target with a few dependencies and for one with many', () => {
+  const g = new TargetGraph();
+  const all = makeLabel('all', 'cpu');
+  const few = makeLabel('few', 'cpu');
+  const pkgs = Array.from({ length: 100 }, (_, i) => makeLabel(`p${i}`, 'cpu'));
+  for (const p of [...pkgs, ...pkgs]) g.addDependency(all, p);
+  for (const p of [...pkgs.slice(0, 3), ...pkgs.slice(0, 3)]) g.addDependency(few, p);
+  assert.deepEqual(g.dependencies(all), pkgs);
+  assert.deepEqual(g.dependencies(few), pkgs.slice(0, 3));
+  assert.deepEqual(g.dependents(pkgs[0]!), [all, few]);
+  assert.deepEqual(g.dependents(pkgs[99]!), [all]);
+});
+
 test('a cycle between acyclic parts is still found, and a graph without one has none', () => {
   const g = new TargetGraph();
   const [a, b, e, f, x] = ['a', 'b', 'e', 'f', 'x'].map((n) => makeLabel(n, 'cpu')) as [Label, Label, Label, Label, Label];
