@@ -42,8 +42,8 @@ export interface RunnerOptions {
  */
 const RECORD_EVERY = 128;
 
-/** The wheels and files of a report that has none: shared, so frozen (a push would change every such report). */
-const NO_FILES = Object.freeze([]) as unknown as string[];
+/** The wheels and files of a report that has none: shared, never written to (a report's lists are replaced, not pushed to). */
+const NO_FILES: string[] = [];
 
 /** A target's line in the build report: nothing in wg-out yet, unless `extra` says so. */
 export function targetReport(p: Planned, status: TargetReport['status'], extra: Partial<TargetReport> = {}): TargetReport {
