@@ -16,3 +16,16 @@ export function sortCodeUnits<T extends string>(items: T[]): T[] {
   }
   return items;
 }
+
+/** Sorts `items` in place by the code-unit order of `key(item)`, as sortCodeUnits sorts strings, and returns it. */
+export function sortCodeUnitsBy<T>(items: T[], key: (item: T) => string): T[] {
+  if (items.length > INSERTION_MAX) return items.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+  for (let i = 1; i < items.length; i++) {
+    const item = items[i]!;
+    const k = key(item);
+    let j = i - 1;
+    for (; j >= 0 && key(items[j]!) > k; j--) items[j + 1] = items[j]!;
+    items[j + 1] = item;
+  }
+  return items;
+}

@@ -7,7 +7,7 @@
 // analysis). Not maps of sets of labels either: two sets per target, and a label lookup per step of every walk,
 // made building the graph, checking it for cycles and ordering it ~50 ms of a 10,000-target analysis.
 
-import { sortCodeUnits } from './code-unit-sort.js';
+import { sortCodeUnits, sortCodeUnitsBy } from './code-unit-sort.js';
 import type { Label } from './label.js';
 
 /** The neighbours of a target that has none yet, shared: a list of its own is made at its first edge. Never added to. */
@@ -140,25 +140,11 @@ export class TargetGraph {
       seen[id] = 1;
       const deps = this.out[id]!;
       if (deps.length === 1) visit(deps[0]!);
-      else if (deps.length > 1) for (const dep of this.byLabel(deps)) visit(dep);
+      else if (deps.length > 1) for (const dep of sortCodeUnitsBy(deps.slice(), (i) => this.labels[i]!)) visit(dep);
       order.push(this.labels[id]!);
     };
     for (const root of [...roots].sort()) visit(this.idOf(root));
     return order;
-  }
-
-  /** Target numbers in the code-unit order of their labels (insertion sort for short lists, as sortCodeUnits). */
-  private byLabel(ids: readonly number[]): number[] {
-    const sorted = ids.slice();
-    if (sorted.length > 16) return sorted.sort((a, b) => (this.labels[a]! < this.labels[b]! ? -1 : 1));
-    for (let i = 1; i < sorted.length; i++) {
-      const item = sorted[i]!;
-      const label = this.labels[item]!;
-      let j = i - 1;
-      for (; j >= 0 && this.labels[sorted[j]!]! > label; j--) sorted[j + 1] = sorted[j]!;
-      sorted[j + 1] = item;
-    }
-    return sorted;
   }
 
   /** Every target that depends on `label`, directly or not. */
