@@ -46,9 +46,13 @@ function shareNamespaces(file) {
  * in: engine/code-cache.ts compiles the file's text as it is. Wrapped at load time, the half-megabyte text was a
  * second string of its size, and V8 flattened the two into a third, garbage that brought on a mark-compact
  * (~10-20 ms) in most edits' builds.
+ *
+ * They are also written in ASCII, which code-cache.ts decodes as latin1, a copy, where UTF-8 decoding took ~2 ms of
+ * an edit's build. esbuild writes code in ASCII (its default charset) but keeps comments as they are, so what other
+ * characters are left are in comments, where a \u escape changes nothing.
  */
 function wrapAsFunction(file) {
-  const text = fs.readFileSync(file, 'utf8');
+  const text = fs.readFileSync(file, 'utf8').replace(/[^\x00-\x7f]/gu, (c) => `\\u{${c.codePointAt(0).toString(16)}}`);
   fs.writeFileSync(file, `(function (exports, require, module, __filename, __dirname) {${text}\n});\n`);
 }
 

@@ -52,6 +52,20 @@ test('a bundle is compiled once, then loaded from the cache until it changes; a 
   assert.deepEqual(load(), { answer: 43, fromCache: true });
 });
 
+test('a bundle in ASCII is read as latin1, any other as UTF-8; the bundles written by scripts/bundle.mjs are ASCII', () => {
+  // A non-ASCII string read as latin1 would come out as mojibake: four characters, not one.
+  fs.rmSync(bundle);
+  fs.writeFileSync(bundle, wrapped("'use strict';\n// a \u2192 b\nexports.answer = () => '\u2192'.length + '\\u2192'.length + 40;"));
+  assert.deepEqual(load(), { answer: 42, fromCache: false });
+  fs.rmSync(bundle);
+  fs.writeFileSync(bundle, wrapped("'use strict';\nexports.answer = () => '\\u2192'.length + 41;"));
+  assert.deepEqual(load(), { answer: 42, fromCache: false });
+  for (const name of ['incremental.cjs', 'wg.cjs']) {
+    const text = fs.readFileSync(fileURLToPath(new URL(`../${name}`, import.meta.url)));
+    assert.equal(text.findIndex((b) => b > 0x7f), -1, `${name} holds a byte that is not ASCII`);
+  }
+});
+
 test('a file that is not a wrapped bundle is refused, not run as a module', () => {
   const plain = path.join(dir, 'plain.cjs');
   fs.writeFileSync(plain, "exports.answer = () => 42;\n");
