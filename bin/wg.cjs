@@ -10,15 +10,13 @@
 // msgpack records (the stat cache's tree records were then msgpack; action results still are).
 'use strict';
 const path = require('node:path');
-const { runFastNoop, cacheDirOf } = require('../dist/fast-noop.cjs');
+const { runFastNoop, cacheDirOf, requireCached } = require('../dist/fast-noop.cjs');
 
 // Once nothing is left to run, exit rather than return: Node's return tears down V8's heap and the environment,
 // ~4 ms of an edit's build (and this process has nothing to free that the kernel does not).
 const exitWhenIdle = () => process.once('beforeExit', () => process.exit());
 
 const full = (cacheDir) => {
-  // A bundle of its own: the no-op answer above must not load node:vm.
-  const { requireCached } = require('../dist/code-cache.cjs');
   const cli = requireCached(path.join(__dirname, '../dist/wg.cjs'), cacheDir);
   // Once the command is over, so the cache holds what it compiled (a process.exit skips it: a later run writes it).
   process.once('beforeExit', () => cli.save());
@@ -30,7 +28,6 @@ const fast = runFastNoop(process.argv.slice(2));
 if (fast === false) full(cacheDirOf(process.argv.slice(2)));
 else if (fast === true) exitWhenIdle();
 else {
-  const { requireCached } = require('../dist/code-cache.cjs');
   const incremental = requireCached(path.join(__dirname, '../dist/incremental.cjs'), fast.args.cacheDir);
   incremental.exports
     .runIncremental(fast)

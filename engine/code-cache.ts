@@ -3,12 +3,13 @@
 // times that, and with the cache V8 deserializes the functions the last run compiled instead. Node 20 has no
 // module.enableCompileCache (22.1+), hence vm.Script's cachedData. The cache is tied to the bundle's size, mtime and inode and to the Node version;
 // V8 checks its own version and flags and rejects what does not fit, and a rejected cache is written anew.
+//
+// It is part of the no-op answer's bundle (scripts/bundle.mjs), which must not load node:vm: vm and module are
+// taken when a bundle is loaded. A module of its own, it cost every edit ~1 ms to resolve, read and compile.
 
 import { isAscii } from 'node:buffer';
 import * as fs from 'node:fs';
-import Module from 'node:module';
 import * as path from 'node:path';
-import { Script } from 'node:vm';
 
 export interface CachedModule {
   exports: unknown;
@@ -48,11 +49,12 @@ export function requireCached(file: string, cacheDir: string): CachedModule {
   const bytes = fs.readFileSync(file);
   const text = isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8');
   if (!text.startsWith(WRAPPER)) throw notABundle();
+  const { Script } = process.getBuiltinModule('node:vm');
   const script = new Script(text, { filename: file, cachedData });
   const wrapped = script.runInThisContext() as unknown;
   if (typeof wrapped !== 'function') throw notABundle();
   const module = { exports: {} as unknown };
-  (wrapped as (...args: unknown[]) => void)(module.exports, Module.createRequire(file), module, file, path.dirname(file));
+  (wrapped as (...args: unknown[]) => void)(module.exports, process.getBuiltinModule('node:module').createRequire(file), module, file, path.dirname(file));
   const fromCache = cachedData !== undefined && script.cachedDataRejected !== true;
   return {
     exports: module.exports,

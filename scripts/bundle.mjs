@@ -1,6 +1,6 @@
 // Bundles what `tsc` wrote to dist/ into the files bin/wg.cjs loads (`npm run bundle`):
-//   dist/fast-noop.cjs    the no-op answer, loaded by every `wg build`
-//   dist/code-cache.cjs   the loader of the incremental bundle through V8's code cache
+//   dist/fast-noop.cjs    the no-op answer, loaded by every `wg build`, and the loader of the other two bundles
+//                         through V8's code cache
 //   dist/incremental.cjs  the incremental path, lmdb and msgpackr included
 //   dist/wg.cjs           the full CLI, lmdb and msgpackr included
 // Each is one file because resolving and linking modules one by one cost more than running them; the last two are
@@ -98,10 +98,13 @@ const lmdbAddon = {
   },
 };
 
-await build({ ...common, entryPoints: ['dist/engine/fast-noop.js'], format: 'cjs', outfile: 'dist/fast-noop.cjs' });
+await build({
+  ...common,
+  stdin: { contents: "export * from './fast-noop.js';\nexport { requireCached } from './code-cache.js';\n", resolveDir: path.join(dist, 'engine'), loader: 'js' },
+  format: 'cjs',
+  outfile: 'dist/fast-noop.cjs',
+});
 shareNamespaces(path.join(dist, 'fast-noop.cjs'));
-
-await build({ ...common, entryPoints: ['dist/engine/code-cache.js'], format: 'cjs', outfile: 'dist/code-cache.cjs' });
 
 await build({
   ...common,

@@ -21,7 +21,7 @@ after(() => fs.rmSync(dir, { recursive: true, force: true }));
  * the function a CommonJS module is wrapped in, scripts/bundle.mjs); the native modules it loaded, or the error.
  */
 function loadBundle(at: string, env: Record<string, string> = {}): { status: number | null; addons: string[]; stderr: string } {
-  const loader = path.join(repo, 'dist', 'code-cache.cjs');
+  const loader = path.join(repo, 'dist', 'fast-noop.cjs');
   const script = `require(${JSON.stringify(loader)}).requireCached(${JSON.stringify(at)}, ${JSON.stringify(path.join(dir, 'code'))}); console.log(JSON.stringify(Object.keys(require.cache).filter((k) => k.endsWith('.node'))));`;
   const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, NODE_PATH: '', ...env } });
   return { status: r.status, addons: r.status === 0 ? (JSON.parse(r.stdout) as string[]) : [], stderr: r.stderr };

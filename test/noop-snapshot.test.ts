@@ -150,20 +150,23 @@ describe('no-op snapshot', () => {
     assert.equal(ws.read('wg-out/out/b.cpu.out.txt'), 'b\n');
   });
 
-  test('the no-op answer loads node:crypto only to hash a watched env value that is set', async () => {
+  test('the no-op answer loads node:crypto only to hash a watched env value that is set, and never node:vm', async () => {
     const ws = await fresh();
     // Outside the workspace: a file added there would be a change.
     const probe = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'wg-probe-')), 'crypto-probe.cjs');
-    fs.writeFileSync(probe, "process.on('exit', () => process.stderr.write(`crypto loaded: ${process.moduleLoadList.includes('NativeModule crypto')}\\n`));\n");
+    fs.writeFileSync(
+      probe,
+      "process.on('exit', () => process.stderr.write(`crypto loaded: ${process.moduleLoadList.includes('NativeModule crypto')}, vm loaded: ${process.moduleLoadList.includes('NativeModule vm')}\\n`));\n",
+    );
     const probed = { NODE_OPTIONS: `--require ${probe}` };
     const unset = await ws.build([], { env: probed });
     assert.equal((unset as Json).snapshot, true);
-    assert.match(unset.stderr, /^crypto loaded: false$/m);
+    assert.match(unset.stderr, /^crypto loaded: false, vm loaded: false$/m);
     // FLAG (pass_env of //a) set: its value is part of what the snapshot checks, as a hash.
     assert.deepEqual(statuses((await ws.build([], { env: { FLAG: 'on' } })) as Json), { '//a:cpu': 'built', '//b:cpu': 'built' });
     const set = await ws.build([], { env: { ...probed, FLAG: 'on' } });
     assert.equal((set as Json).snapshot, true);
-    assert.match(set.stderr, /^crypto loaded: true$/m);
+    assert.match(set.stderr, /^crypto loaded: true, vm loaded: false$/m);
     fs.rmSync(path.dirname(probe), { recursive: true, force: true });
   });
 
