@@ -89,7 +89,13 @@ export function runFastNoop(argv: string[]): boolean | IncrementalRequest {
   if (!root) return false;
   const cacheDir = cacheDirNamed(parsed.cacheDir);
   const args = { root, cacheDir, patterns: parsed.patterns.length > 0 ? parsed.patterns : ['//...'] };
-  const check = checkSnapshot(args);
+  let check: ReturnType<typeof checkSnapshot>;
+  try {
+    check = checkSnapshot(args);
+  } catch {
+    // A snapshot of another shape (damaged, or written by hand): the full path answers, and writes a good one.
+    return false;
+  }
   if (!check) return false;
   if (check.kind === 'changed') {
     if (parsed.limitFlags || Number.isNaN(parsed.jobs) || process.env['WG_NO_INCREMENTAL']) return false;

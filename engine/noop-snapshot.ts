@@ -295,7 +295,11 @@ export function checkSnapshot(args: SnapshotArgs): SnapshotCheck | null {
   const dirs = snapshot.dirs.filter(([p, st]) => !unmoved(p, st)).map(([p]) => p);
   const changed = new Set<string>();
   for (const [p, st] of snapshot.outputDirs) if (st === null || !unmoved(p, st)) changed.add(p);
-  if (files.length + dirs.length > 0) return changed.size === 0 ? { kind: 'changed', snapshot, file, files, dirs } : null;
+  if (files.length + dirs.length > 0) {
+    // What a damaged snapshot names is no path at all: the full path answers (and writes a good snapshot).
+    if (!files.every((p) => typeof p === 'string') || !dirs.every((p) => typeof p === 'string')) return null;
+    return changed.size === 0 ? { kind: 'changed', snapshot, file, files, dirs } : null;
+  }
   if (changed.size === 0) return { kind: 'noop', snapshot };
   if (!restoreOutputs(snapshot, file, changed)) return null;
   snapshot.outputDirs = snapshot.outputDirs.map(([p, st]) => [p, changed.has(p) ? current(p) : st]);

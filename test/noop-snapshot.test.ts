@@ -170,6 +170,24 @@ describe('no-op snapshot', () => {
     fs.rmSync(path.dirname(probe), { recursive: true, force: true });
   });
 
+  test('a snapshot damaged into another shape is refused, not trusted or thrown over: the full path answers', async () => {
+    const ws = await fresh();
+    assert.equal(((await ws.build()) as Json).snapshot, true);
+    const dir = path.join(ws.cacheDir, 'snapshots');
+    const [name] = fs.readdirSync(dir).filter((f) => /^[0-9a-f]{16}\.json$/.test(f));
+    const file = path.join(dir, name!);
+    const shapes: ((s: Record<string, unknown>) => void)[] = [(s) => (s['files'] = 7), (s) => (s['dirs'] = [[1, 2, 3]]), (s) => (s['outputDirs'] = null)];
+    for (const damage of shapes) {
+      const snapshot = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+      damage(snapshot);
+      fs.writeFileSync(file, JSON.stringify(snapshot));
+      const answered = (await ws.build()) as Json;
+      assert.equal(answered.snapshot, undefined);
+      assert.deepEqual(statuses(answered), { '//a:cpu': 'cached', '//b:cpu': 'cached' });
+      assert.equal(((await ws.build()) as Json).snapshot, true);
+    }
+  });
+
   test('the racy check compares times as digits: a longer one is later, an equal one is not, negative ones as numbers', () => {
     assert.equal(laterThan('1795290555020203917', '1795290555020203916'), true);
     assert.equal(laterThan('1795290555020203916', '1795290555020203917'), false);
