@@ -338,7 +338,8 @@ function recordIncremental(
       before: new Map([...moved.keys()].map((i) => [plan.labels[i]!, plan.stored(i).report])),
       plan: entries,
       digestOf,
-      changed: new Set(changes.digests.keys()),
+      changed: changes.stats,
+      changedDirs: changes.dirStats,
     });
     return;
   }

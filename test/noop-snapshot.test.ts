@@ -188,6 +188,29 @@ describe('no-op snapshot', () => {
     }
   });
 
+  test('a file racy in the last snapshot stays checked by content in the next one, while it is still racy', async () => {
+    const ws = await fresh();
+    const dir = path.join(ws.cacheDir, 'snapshots');
+    const racyFiles = (): string[] => {
+      const [name] = fs.readdirSync(dir).filter((f) => /^[0-9a-f]{16}\.json$/.test(f));
+      const snapshot = JSON.parse(fs.readFileSync(path.join(dir, name!), 'utf8')) as { digests: [string, string][] };
+      return snapshot.digests.map(([p]) => path.relative(ws.dir, p)).sort();
+    };
+    ws.write('src/a/in.txt', 'A\n');
+    assert.deepEqual(statuses((await ws.build()) as Json), { '//a:cpu': 'built', '//b:cpu': 'built' });
+    assert.deepEqual(racyFiles(), ['src/a/in.txt']);
+    // The edit of b's file only changes b; a's file, unchanged since but still within the window, keeps its digest.
+    ws.write('src/b/in.txt', 'B\n');
+    assert.deepEqual(statuses((await ws.build()) as Json), { '//a:cpu': 'cached', '//b:cpu': 'built' });
+    assert.deepEqual(racyFiles(), ['src/a/in.txt', 'src/b/in.txt']);
+    await sleep(PAST_RACY_WINDOW_MS);
+    ws.write('src/b/in.txt', 'b\n');
+    await sleep(PAST_RACY_WINDOW_MS);
+    ws.write('src/a/in.txt', 'a\n');
+    await ws.build();
+    assert.deepEqual(racyFiles(), ['src/a/in.txt']);
+  });
+
   test('the racy check compares times as digits: a longer one is later, an equal one is not, negative ones as numbers', () => {
     assert.equal(laterThan('1795290555020203917', '1795290555020203916'), true);
     assert.equal(laterThan('1795290555020203916', '1795290555020203917'), false);
