@@ -54,8 +54,6 @@ let hostTagMemo: string | undefined;
 function hostTag(): string {
   return (hostTagMemo ??= createHash('sha256').update(hostname()).digest('hex').slice(0, 8));
 }
-/** How many of a process's first blobs are fsynced as soon as they are recorded (Cas.record). */
-const EARLY_FSYNCS = 8;
 const TMP_RE = /^([0-9a-f]{8})-(\d+)-[0-9a-f]+$/;
 
 export function isDigest(s: string): boolean {
@@ -333,12 +331,16 @@ export class Cas {
   }
 
   /**
-   * The first blobs a process records are fsynced at once, on the thread pool, not when the owner flushes: an edit's
-   * build makes two or three, and their fsyncs (5-12 ms on this machine's disk) then run while it stores the result
-   * and writes its snapshot, instead of holding up the index commit at close by ~5 ms. A bigger build's flush
-   * syncs its whole file system anyway, and only its first few blobs were fsynced twice.
+   * Fsyncs the next `count` blobs recorded at once, on the thread pool, rather than when the owner flushes: an edit's
+   * build makes two or three, whose fsyncs then run while it stores the result and writes its snapshot instead of
+   * holding up the index commit at close. For a build of few actions; a bigger one's flush syncs the whole file
+   * system once.
    */
-  private earlyLeft = EARLY_FSYNCS;
+  fsyncEarly(count: number): void {
+    this.earlyLeft = count;
+  }
+
+  private earlyLeft = 0;
   private readonly early = new Map<string, Promise<void>>();
 
   private readonly pendingRecords = new Map<string, BlobRecord>();

@@ -251,6 +251,16 @@ export class LocalStore {
     return this.flushing;
   }
 
+  /**
+   * Tells the store a build of `actions` actions is about to run: when their blobs will be few enough to fsync one by
+   * one, each is fsynced as soon as it is made (Cas.fsyncEarly). 40 alternating pairs of one-leaf edits at 1000
+   * targets, with and without: 0.969x of the wall, 0.939x of the CPU.
+   */
+  expectActions(actions: number): void {
+    // An action makes a log and at least one output.
+    if (actions * 2 <= FSYNC_EACH_MAX) this.cas.fsyncEarly(FSYNC_EACH_MAX);
+  }
+
   private flushing: Promise<void> = Promise.resolve();
   private flushesRunning = 0;
 

@@ -239,6 +239,7 @@ async function buildIncremental(req: IncrementalRequest, plan: StoredPlan, readS
     const total = plan.labels.length;
     emit({ type: 'plan', total, toBuild: stale.length, cached: total - stale.length });
     if (stale.length > 0) await openLedger(args.cacheDir, emit);
+    store.expectActions(stale.length);
     const limits = { cpus: req.jobs ?? detectCores(), memory: detectMemory(), gpus };
     const outcome = await schedule(
       stale.map((p) => runner.job(p, 0)),

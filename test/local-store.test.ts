@@ -458,14 +458,24 @@ test('adopt links a file with one name into the CAS, and copies one that has ano
  * The durability calls a child storing `n` blobs and one result makes, from strace: which paths it fsynced, in
  * what order against the index's commits, and whether it ran `sync -f`.
  */
-function traceDurability(t: Parameters<typeof tempDir>[0], n: number): { root: string; blobs: string[]; events: { path: string; start: number; end: number; call: string }[]; execs: string[] } {
+/**
+ * `actions`: what the store is told to expect before the blobs are made (LocalStore.expectActions). A marker file is
+ * fsynced after the blobs are made and before the flush, so the trace shows which fsyncs came before it.
+ */
+function traceDurability(
+  t: Parameters<typeof tempDir>[0],
+  n: number,
+  actions?: number,
+): { root: string; blobs: string[]; events: { path: string; start: number; end: number; call: string }[]; execs: string[]; marker: number } {
   const root = tempDir(t);
   const mod = fileURLToPath(new URL('../cache/local-store.js', import.meta.url));
   const script = `
     const { LocalStore } = await import(${JSON.stringify(mod)});
     const { writeFileSync, mkdirSync } = await import('node:fs');
-    const [dir, n] = [process.argv[1], Number(process.argv[2])];
+    const { openSync, fsyncSync, closeSync } = await import('node:fs');
+    const [dir, n, actions] = [process.argv[1], Number(process.argv[2]), process.argv[3]];
     const s = LocalStore.open(dir + '/cache');
+    if (actions !== '') s.expectActions(Number(actions));
     mkdirSync(dir + '/files');
     const outputs = [];
     for (let i = 0; i < n; i++) {
@@ -473,6 +483,11 @@ function traceDurability(t: Parameters<typeof tempDir>[0], n: number): { root: s
       const b = await s.adoptBlob(dir + '/files/f' + i);
       outputs.push({ path: 'f' + i, kind: 'file', digest: b.digest, size: b.size, mode: 0o644 });
     }
+    await new Promise((r) => setTimeout(r, 200));
+    writeFileSync(dir + '/marker', '');
+    const marker = openSync(dir + '/marker', 'r');
+    fsyncSync(marker);
+    closeSync(marker);
     await s.putResult({ key: 'a'.repeat(64), label: '//p:v', record: {}, outputs: outputs.slice(1), log: outputs[0], durationMs: 1, createdAt: '' });
     await s.close();
     process.stdout.write(JSON.stringify(outputs.map((o) => o.digest)));
@@ -480,7 +495,7 @@ function traceDurability(t: Parameters<typeof tempDir>[0], n: number): { root: s
   const out = join(root, 'strace.txt');
   const r = spawnSync(
     'strace',
-    ['-f', '-y', '-qq', '-e', 'trace=fsync,fdatasync,syncfs,execve', '-o', out, process.execPath, '--input-type=module', '-e', script, root, String(n)],
+    ['-f', '-y', '-qq', '-e', 'trace=fsync,fdatasync,syncfs,execve', '-o', out, process.execPath, '--input-type=module', '-e', script, root, String(n), actions === undefined ? '' : String(actions)],
     { encoding: 'utf8' },
   );
   assert.equal(r.status, 0, r.stderr);
@@ -510,7 +525,11 @@ function traceDurability(t: Parameters<typeof tempDir>[0], n: number): { root: s
       const run = exec && `${exec[1]!.split('/').pop()} ${exec[2]}`;
       if (run && !execs.includes(run)) execs.push(run);
     });
-  return { root, blobs, events, execs };
+  const marker = events.findIndex((e) => e.path === join(root, 'marker'));
+  assert.ok(marker >= 0, 'the marker was fsynced');
+  const markerLine = events[marker]!.start;
+  events.splice(marker, 1);
+  return { root, blobs, events, execs, marker: markerLine };
 }
 
 /** false where ptrace is refused (some containers); strace missing is a failure, since .ci/run installs it. */
@@ -536,6 +555,16 @@ test('the few blobs of a small flush are fsynced one by one, with their folders,
   const lastFsyncEnd = Math.max(...events.filter((e) => e.call === 'fsync').map((e) => e.end));
   const commits = events.filter((e) => e.call === 'fdatasync' && e.path.endsWith('data.mdb'));
   assert.ok(commits.at(-1)!.start > lastFsyncEnd, JSON.stringify(events));
+});
+
+test("an edit's build fsyncs its few blobs as they are made, not when it flushes; a bigger build leaves them to the flush", async (t) => {
+  if (!stracePermitted()) return t.skip('strace cannot trace here (no ptrace)');
+  const fsyncedBeforeMarker = (actions: number): string[] => {
+    const { events, marker } = traceDurability(t, 2, actions);
+    return events.filter((e) => e.call === 'fsync' && e.end < marker).map((e) => e.path);
+  };
+  assert.equal(new Set(fsyncedBeforeMarker(1)).size, 5, 'two blobs, their two shard folders and the CAS folder');
+  assert.deepEqual(fsyncedBeforeMarker(100), []);
 });
 
 test('a flush of many blobs makes them durable with one sync -f of the cache, not an fsync each', async (t) => {
