@@ -344,6 +344,7 @@ export async function runBuild(options: BuildOptions, emitEvent: Listener, signa
     }
     await restore.onIdle();
     emit({ type: 'plan', total: planned.size, toBuild: stale.length, cached: planned.size - stale.length });
+    store.expectActions(stale.length);
 
     const priorities = criticalPaths(stale, analysis, learned);
     const jobs: Job[] = stale.map((p) => runner.job(p, priorities.get(p.target.label)!));
