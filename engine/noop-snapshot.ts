@@ -203,10 +203,10 @@ export function writeSnapshot(
 }
 
 /**
- * The only entries of a new snapshot that can be racy, when it is the snapshot `bound` was the racy bound of with a
- * few entries changed: an entry unchanged since was not racy then, or was recorded with its digest, and against a
- * later bound it can only be less racy. So the changed entries and those racy then are all there is to look at,
- * not the thousands of others (~1.5 ms of an edit's build at 1000 targets).
+ * The only entries of a new snapshot that can be racy, when it is the last snapshot (written against the racy bound
+ * `bound`) with a few entries changed: an entry unchanged since was not racy then, or was recorded with its digest,
+ * and against a later bound it can only be less racy. So the changed entries and those racy then are all there is
+ * to look at, not the thousands of others (~1.5 ms of an edit's build at 1000 targets).
  */
 export interface RacyCandidates {
   bound: string;
