@@ -189,10 +189,10 @@ async function buildIncremental(req: IncrementalRequest, plan: StoredPlan, readS
   };
   const interrupts = onInterrupt(reporter);
   dropSnapshot(args.cacheDir, args.root);
-  const inputs = new InputSet();
-  for (const [f, st] of snapshot.files) inputs.files.set(f, changes.stats.get(f) ?? st);
-  for (const [d, st] of snapshot.dirs) inputs.dirs.set(d, changes.dirStats.has(d) ? changes.dirStats.get(d)! : st);
-  for (const n of snapshot.envNames) inputs.envNames.add(n);
+  // The snapshot's inputs with the changed stats put in (every changed file and folder is one of them).
+  const inputs = new InputSet(snapshot);
+  for (const [f, st] of changes.stats) inputs.files.set(f, st);
+  for (const [d, st] of changes.dirStats) inputs.dirs.set(d, st);
 
   const byLabel = new Map<Label, Planned>();
   for (const p of moved.values()) byLabel.set(p.target.label, p);

@@ -13,13 +13,27 @@ export function statTuple(st: fs.BigIntStats): StatTuple {
 
 export class InputSet {
   /** Absolute path → its stat when first seen, or null when it did not exist (its appearance must be noticed). */
-  readonly files = new Map<string, StatTuple | null>();
+  readonly files: Map<string, StatTuple | null>;
   /** Folders whose listing was read: adding or removing an entry changes their stat. */
-  readonly dirs = new Map<string, StatTuple | null>();
+  readonly dirs: Map<string, StatTuple | null>;
   /** Names of wg's own env variables whose values went into a key (pass_env). */
-  readonly envNames = new Set<string>();
+  readonly envNames: Set<string>;
   /** Set when an input cannot be checked by stat alone (a git branch, say): no snapshot may skip this build. */
   volatileReason: string | null = null;
+
+  /**
+   * `recorded`: inputs a no-op snapshot recorded, to start from (the incremental path). Given to the maps' own
+   * constructors: a JavaScript loop setting the 3000 entries at 1000 targets took ~1 ms of an edit's build.
+   */
+  constructor(recorded?: {
+    files: Iterable<readonly [string, StatTuple | null]>;
+    dirs: Iterable<readonly [string, StatTuple | null]>;
+    envNames: Iterable<string>;
+  }) {
+    this.files = new Map(recorded?.files);
+    this.dirs = new Map(recorded?.dirs);
+    this.envNames = new Set(recorded?.envNames);
+  }
 
   private static take(p: string): StatTuple | null {
     try {
