@@ -320,7 +320,7 @@ function recordIncremental(
   cwd: string,
 ): void {
   if (!report.ok || report.interrupted || report.warned) return;
-  const racy = new Map(req.check.snapshot.digests);
+  const racy = new Map(req.check.snapshot.digests.map(([p, digest]) => [p, digest]));
   const digestOf = (f: string): string | undefined => changes.digests.get(f) ?? racy.get(f);
   const entries = new Map<number, PlanEntry>();
   const reports = new Map(report.targets.map((t) => [t.label, t]));
@@ -341,6 +341,8 @@ function recordIncremental(
       digestOf,
       changed: changes.stats,
       changedDirs: changes.dirStats,
+      fileAt: req.check.fileAt,
+      dirAt: req.check.dirAt,
     });
     return;
   }

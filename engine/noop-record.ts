@@ -144,10 +144,13 @@ export interface DeltaSource {
   /** The re-keyed targets' plan entries, by index. */
   plan: Map<number, PlanEntry>;
   digestOf: (file: string) => string | undefined;
-  /** The files this build read because they changed, with their new stats: first in the new snapshot, the likeliest to change next. */
+  /** The files this build read because they changed, with their new stats. */
   changed: ReadonlyMap<string, StatTuple>;
   /** The folders whose stat changed (their listing did not), with their new stats. */
   changedDirs: ReadonlyMap<string, StatTuple | null>;
+  /** Where each changed file and folder is in the previous snapshot's lists. */
+  fileAt: ReadonlyMap<string, number>;
+  dirAt: ReadonlyMap<string, number>;
 }
 
 /**
@@ -175,26 +178,29 @@ export function recordDelta(report: BuildReport, args: SnapshotArgs, source: Del
   }
   const plan = new Map((source.delta?.plan ?? []).map(([i, key, bytes]) => [i, [i, key, bytes] as [number, string, string]]));
   for (const [i, e] of source.plan) plan.set(i, [i, e.key, Buffer.from(e.bytes).toString('base64')]);
-  // The build's inputs are the last snapshot's with the changed stats put in: taken from its lists in one pass each,
-  // not from the build's InputSet (a map made of those same lists), which cost two thousand entries' copies and
-  // sorts, and a racy check of each, at 1000 targets. Only the changed entries, and those racy last time, can be racy.
-  const wasRacy = new Set(source.previous.digests.map(([p]) => p));
-  const since: RacyCandidates = { bound: source.previous.racyBound, files: [], dirs: [] };
-  const files: [string, StatTuple | null][] = [];
-  const unchanged: [string, StatTuple | null][] = [];
-  for (const entry of source.previous.files) {
-    const now = source.changed.get(entry[0]);
-    if (now !== undefined) files.push([entry[0], now]);
-    else unchanged.push(entry);
-    if (now !== undefined || wasRacy.has(entry[0])) since.files.push(now === undefined ? entry : [entry[0], now]);
+  // The build's inputs are the last snapshot's lists, copied, with the changed entries replaced where the check
+  // found them: made from the build's InputSet (a map of those same lists) they cost two thousand entries' copies,
+  // sorts and racy checks at 1000 targets, each a turn of cold JavaScript. Only the changed entries, and the
+  // unchanged ones racy last time, can be racy.
+  const since: RacyCandidates = {
+    bound: source.previous.racyBound,
+    files: [],
+    dirs: [],
+    carried: source.previous.digests.filter(([p]) => !source.changed.has(p)),
+  };
+  const files = source.previous.files.slice();
+  for (const [f, now] of source.changed) {
+    const i = source.fileAt.get(f);
+    if (i === undefined || files[i]?.[0] !== f) return `${f} is not where the last snapshot has it`;
+    since.files.push((files[i] = [f, now]));
   }
-  const dirs = source.previous.dirs.map((entry): [string, StatTuple | null] => {
-    if (!source.changedDirs.has(entry[0])) return entry;
-    const now: [string, StatTuple | null] = [entry[0], source.changedDirs.get(entry[0])!];
-    since.dirs.push(now);
-    return now;
-  });
-  const snapshot = newSnapshot(report, args, source.previous.lines, folders, { files: files.concat(unchanged), dirs });
+  const dirs = source.previous.dirs.slice();
+  for (const [d, now] of source.changedDirs) {
+    const i = source.dirAt.get(d);
+    if (i === undefined || dirs[i]?.[0] !== d) return `${d} is not where the last snapshot has it`;
+    since.dirs.push((dirs[i] = [d, now]));
+  }
+  const snapshot = newSnapshot(report, args, source.previous.lines, folders, { files, dirs });
   return writeSnapshot(
     snapshot,
     args,

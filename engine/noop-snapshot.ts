@@ -36,9 +36,10 @@ export interface Snapshot {
   /**
    * Files that changed within the racy window before the build read them, with the digest the build used: the
    * same stat does not vouch for them (they may have changed again within the same timestamp tick), so the check
-   * reads them again (git's answer to racily clean entries).
+   * reads them again (git's answer to racily clean entries). Each with the ctime its stat had, so the next
+   * snapshot can tell whether it still is racy without finding its entry.
    */
-  digests: [string, string][];
+  digests: [string, string, string][];
   dirs: [string, StatTuple | null][];
   /** The racy check's bound when this snapshot was written: ctimes after it were racy (writeSnapshot). */
   racyBound: string;
@@ -187,13 +188,13 @@ export function writeSnapshot(
   // With a bound that moved back (a clock set back), or none recorded, every entry is looked at.
   const only = since !== undefined && /^[0-9]+$/.test(since.bound) && !laterThan(since.bound, after) ? since : null;
   for (const [p, st] of only?.dirs ?? snapshot.dirs) if (racy(st)) return `${p} changed just before the build`;
-  snapshot.digests = [];
+  snapshot.digests = only ? only.carried.filter(([, , ctime]) => typeof ctime === 'string' && laterThan(ctime, after)) : [];
   snapshot.racyBound = after;
   for (const [p, st] of only?.files ?? snapshot.files) {
     if (!racy(st)) continue;
     const digest = digestOf(p);
     if (digest === undefined) return `${p} changed just before the build`;
-    snapshot.digests.push([p, digest]);
+    snapshot.digests.push([p, digest, st![2]]);
   }
   const file = snapshotPath(args.cacheDir, args.root);
   fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -204,14 +205,16 @@ export function writeSnapshot(
 
 /**
  * The only entries of a new snapshot that can be racy, when it is the last snapshot (written against the racy bound
- * `bound`) with a few entries changed: an entry unchanged since was not racy then, or was recorded with its digest,
- * and against a later bound it can only be less racy. So the changed entries and those racy then are all there is
- * to look at, not the thousands of others (~1.5 ms of an edit's build at 1000 targets).
+ * `bound`) with a few entries changed: an entry unchanged since was not racy then, or was recorded with its digest
+ * and ctime, and against a later bound it can only be less racy. So the changed entries, and the unchanged ones
+ * racy then (`carried`, kept while their ctime is still racy), are all there is to look at, not the thousands of
+ * others (~1.5 ms of an edit's build at 1000 targets).
  */
 export interface RacyCandidates {
   bound: string;
   files: [string, StatTuple | null][];
   dirs: [string, StatTuple | null][];
+  carried: [string, string, string][];
 }
 
 /**
@@ -282,7 +285,16 @@ function restoreOutputs(snapshot: Snapshot, file: string, changed: Set<string>):
 /** What the snapshot check found: nothing changed (outputs restored if need be), or which inputs changed. */
 export type SnapshotCheck =
   | { kind: 'noop'; snapshot: Snapshot }
-  | { kind: 'changed'; snapshot: Snapshot; file: string; files: string[]; dirs: string[] };
+  | {
+      kind: 'changed';
+      snapshot: Snapshot;
+      file: string;
+      files: string[];
+      dirs: string[];
+      /** Where each changed file and folder is in the snapshot's lists. */
+      fileAt: ReadonlyMap<string, number>;
+      dirAt: ReadonlyMap<string, number>;
+    };
 
 function digestMoved(p: string, digest: string): boolean {
   try {
@@ -306,17 +318,24 @@ export function checkSnapshot(args: SnapshotArgs): SnapshotCheck | null {
   }
   if (snapshot.v !== SNAPSHOT_VERSION || snapshot.args !== argsKey(args)) return null;
   if (snapshot.envHash !== envHash(snapshot.envNames)) return null;
-  const moved = new Set<string>();
-  for (const [p, st] of snapshot.files) if (!unmoved(p, st)) moved.add(p);
-  for (const [p, digest] of snapshot.digests) if (!moved.has(p) && digestMoved(p, digest)) moved.add(p);
-  const files = [...moved];
-  const dirs = snapshot.dirs.filter(([p, st]) => !unmoved(p, st)).map(([p]) => p);
+  // A list damaged into something else would check nothing and answer a no-op.
+  if (![snapshot.files, snapshot.digests, snapshot.dirs, snapshot.outputDirs].every(Array.isArray)) return null;
+  const fileAt = new Map<string, number>();
+  const recorded = snapshot.files;
+  for (let i = 0; i < recorded.length; i++) if (!unmoved(recorded[i]![0], recorded[i]![1])) fileAt.set(recorded[i]![0], i);
+  for (const [p, digest] of snapshot.digests) {
+    if (!fileAt.has(p) && digestMoved(p, digest)) fileAt.set(p, recorded.findIndex(([q]) => q === p));
+  }
+  const files = [...fileAt.keys()];
+  const dirAt = new Map<string, number>();
+  for (let i = 0; i < snapshot.dirs.length; i++) if (!unmoved(snapshot.dirs[i]![0], snapshot.dirs[i]![1])) dirAt.set(snapshot.dirs[i]![0], i);
+  const dirs = [...dirAt.keys()];
   const changed = new Set<string>();
   for (const [p, st] of snapshot.outputDirs) if (st === null || !unmoved(p, st)) changed.add(p);
   if (files.length + dirs.length > 0) {
     // What a damaged snapshot names is no path at all: the full path answers (and writes a good snapshot).
     if (!files.every((p) => typeof p === 'string') || !dirs.every((p) => typeof p === 'string')) return null;
-    return changed.size === 0 ? { kind: 'changed', snapshot, file, files, dirs } : null;
+    return changed.size === 0 ? { kind: 'changed', snapshot, file, files, dirs, fileAt, dirAt } : null;
   }
   if (changed.size === 0) return { kind: 'noop', snapshot };
   if (!restoreOutputs(snapshot, file, changed)) return null;

@@ -176,7 +176,12 @@ describe('no-op snapshot', () => {
     const dir = path.join(ws.cacheDir, 'snapshots');
     const [name] = fs.readdirSync(dir).filter((f) => /^[0-9a-f]{16}\.json$/.test(f));
     const file = path.join(dir, name!);
-    const shapes: ((s: Record<string, unknown>) => void)[] = [(s) => (s['files'] = 7), (s) => (s['dirs'] = [[1, 2, 3]]), (s) => (s['outputDirs'] = null)];
+    const shapes: ((s: Record<string, unknown>) => void)[] = [
+      (s) => (s['files'] = 7),
+      (s) => (s['dirs'] = [[1, 2, 3]]),
+      (s) => (s['outputDirs'] = null),
+      (s) => (s['digests'] = {}),
+    ];
     for (const damage of shapes) {
       const snapshot = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
       damage(snapshot);
