@@ -367,23 +367,19 @@ export class Cas {
   }
 
   /**
-   * Makes these blobs durable one by one: each file and its shard folder fsynced, all at once on the thread pool.
-   * For the few blobs of an edit's build this replaces the whole file system's `syncfs`, which a spawned `sync`
+   * Makes these blobs durable one by one: each file and its shard folder fsynced, all at once on the thread pool
+   * (those fsyncEarly started are awaited, not asked for again). For the few blobs of an edit's build this replaces the whole file system's `syncfs`, which a spawned `sync`
    * does by forking all of wg, and it runs while the main thread goes on.
    */
   async syncBlobs(digests: string[]): Promise<void> {
-    const started: Promise<void>[] = [];
-    const rest: string[] = [];
-    for (const d of digests) {
-      const early = this.early.get(d);
-      // Taken once: should it have failed, the owner's next flush fsyncs the blob again.
-      this.early.delete(d);
-      if (early) started.push(early);
-      else rest.push(d);
-    }
-    const files = rest.map((d) => this.path(d));
-    const folders = rest.length > 0 ? new Set([this.casDir, ...files.map((f) => dirname(f))]) : [];
-    await Promise.all([...started, ...files.map((f) => fsyncIfPresent(f, false)), ...[...folders].map((d) => fsyncIfPresent(d, true))]);
+    await Promise.all(
+      digests.map((d) => {
+        const early = this.early.get(d);
+        // Taken once: should it have failed, the owner's next flush fsyncs the blob again.
+        this.early.delete(d);
+        return early ?? this.fsyncBlob(d);
+      }),
+    );
   }
 
   /** One blob made durable: its bytes, its name in its shard, and the shard's name (which the blob may have made). */

@@ -143,10 +143,10 @@ export function writePlan(file: string, id: string, build: string, labels: strin
   return true;
 }
 
-/** A stored plan: its header read at once, each target read and deserialized when asked for. */
 /** Label lookups a plan answers by scanning its labels before it makes an index of them. */
 const SCANNED_LOOKUPS = 16;
 
+/** A stored plan: its header read at once, each target read and deserialized when asked for. */
 export class StoredPlan {
   /**
    * Made at the SCANNED_LOOKUPS-th lookup: an edit's build asks for a handful of labels, which a native scan of the
