@@ -114,7 +114,8 @@ export function recordNoop(
       outputs.push(entry);
     }
   }
-  const snapshot = newSnapshot(report, args, lines, folders, { files: newestFirst([...report.inputs.files]), dirs: newestFirst([...report.inputs.dirs]) });
+  // In the order the build read them: the check stats every entry, so no order lets it stop sooner.
+  const snapshot = newSnapshot(report, args, lines, folders, { files: [...report.inputs.files], dirs: [...report.inputs.dirs] });
   const labels = report.targets.map((t) => t.label as string);
   const planned = (l: string): Planned => report.planned.get(l as Label)!;
   const cachedOf = new Map(cached.map((t) => [t.label as string, t]));
@@ -226,14 +227,3 @@ function digestsOf(report: BuildReport): (file: string) => string | undefined {
   };
 }
 
-/**
- * The most recently modified first: in an edit loop the file edited last is the likeliest to change again, and a
- * check that meets it first falls through to the full path without stat-ing every other input on the way.
- */
-function newestFirst(entries: [string, StatTuple | null][]): [string, StatTuple | null][] {
-  const mtime = (st: StatTuple | null): bigint => (st === null ? -1n : BigInt(st[1]));
-  return entries.sort((a, b) => {
-    const d = mtime(b[1]) - mtime(a[1]);
-    return d > 0n ? 1 : d < 0n ? -1 : 0;
-  });
-}
