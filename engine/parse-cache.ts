@@ -5,14 +5,15 @@
 // An entry is `<kind byte><u32 LE body length><body><spans>`. The body is the workspace as JSON (kind `J`):
 // JSON.parse built a 10,000-package workspace in a quarter of the time v8.deserialize took. A workspace JSON cannot
 // carry exactly (a -0 in a field, say) is stored v8-serialized instead (kind `V`). The spans, four
-// fifths of the bytes, follow the body and are read only when a diagnostic needs one.
+// fifths of the bytes, follow the body and are read only when a diagnostic needs one; a file js-yaml read has none
+// stored (engine/yaml-quick.ts), and they are taken from `yaml` if one is needed.
 
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import type { Rule } from '../rules/rule.js';
-import { BUILD_FILE, loadWorkspace, type PackageDecl, type Workspace } from './load.js';
+import { BUILD_FILE, loadWorkspace, loadWorkspaceQuickly, type PackageDecl, type Workspace } from './load.js';
 import { readAt } from './read-at.js';
 import { SpanIndex } from './schema.js';
 
@@ -141,11 +142,12 @@ function readEntry(file: string, root: string, rules: ReadonlyMap<string, Rule>,
   const spans = SpanIndex.lazy(() => {
     try {
       const blob = fs.readFileSync(file).subarray(spansAt);
-      return SpanIndex.restore(v8.deserialize(blob) as ReturnType<SpanIndex['dump']>);
+      // None stored: the workspace was read by js-yaml, without them (loadWorkspaceQuickly).
+      if (blob.length > 0) return SpanIndex.restore(v8.deserialize(blob) as ReturnType<SpanIndex['dump']>);
     } catch {
       // Removed since (or replaced by an entry of the same text, whose spans are the same): check the text again.
-      return loadWorkspace(root, rules, text).spans;
     }
+    return loadWorkspace(root, rules, text).spans;
   });
   if (kind === JSON_BODY) return fromPlain(JSON.parse(body.toString('utf8')) as PlainWorkspace, text, spans);
   if (kind === V8_BODY) return { ...(v8.deserialize(body) as Omit<Workspace, 'spans'>), spans };
@@ -166,7 +168,7 @@ export function loadWorkspaceCached(root: string, rules: ReadonlyMap<string, Rul
   } catch {
     // Absent or unreadable: parse.
   }
-  const ws = loadWorkspace(root, rules, text);
+  const { ws, exactSpans } = loadWorkspaceQuickly(root, rules, text);
   if (ws.diagnostics.length === 0) {
     try {
       const { kind, body } = encodeBody(ws, text);
@@ -175,7 +177,8 @@ export function loadWorkspaceCached(root: string, rules: ReadonlyMap<string, Rul
       header.writeUInt32LE(body.length, 1);
       fs.mkdirSync(path.dirname(file), { recursive: true });
       const tmp = `${file}.${process.pid}.tmp`;
-      fs.writeFileSync(tmp, Buffer.concat([header, body, v8.serialize(ws.spans.dump())]));
+      // Spans taken from `yaml` now would cost the parse the quick read spared: stored only when already there.
+      fs.writeFileSync(tmp, Buffer.concat([header, body, exactSpans ? v8.serialize(ws.spans.dump()) : Buffer.alloc(0)]));
       fs.renameSync(tmp, file);
     } catch {
       // A cache that cannot be written only costs the next run a parse.

@@ -38,12 +38,13 @@ function entries(ws: TempWorkspace): string[] {
 }
 
 /**
- * An entry as its header and JSON body (bytes) and its spans (values): v8.serialize writes a string as one or two
- * bytes a character as V8 happens to hold it, so the same spans need not serialize to the same bytes twice.
+ * An entry as its header and JSON body (bytes) and its spans (values, null when none are stored): v8.serialize
+ * writes a string as one or two bytes a character as V8 happens to hold it, so the same spans need not serialize to
+ * the same bytes twice.
  */
 function entryParts(entry: Buffer): { head: Buffer; spans: unknown } {
   const end = 5 + entry.readUInt32LE(1);
-  return { head: entry.subarray(0, end), spans: v8.deserialize(entry.subarray(end)) };
+  return { head: entry.subarray(0, end), spans: entry.length > end ? v8.deserialize(entry.subarray(end)) : null };
 }
 
 /** The workspace without its spans (compared on their own, through the lookups diagnostics make). */
@@ -84,6 +85,30 @@ describe('parse cache', () => {
       assert.ok(cached.packages.get('a')!.versions instanceof Map);
       assertSameSpans(cached, parsed);
       assert.deepEqual(entries(ws), [entry]);
+    });
+  });
+
+  it('a file js-yaml reads is stored without spans; asked for, they are the ones `yaml` gives', () => {
+    withWorkspace('1', (ws) => {
+      const quick = loadWorkspaceCached(ws.dir, rules, ws.cacheDir);
+      const [entry] = entries(ws);
+      assert.ok(entry);
+      assert.equal(entryParts(fs.readFileSync(entry)).spans, null);
+      const parsed = loadWorkspace(ws.dir, rules);
+      assert.deepEqual(withoutSpans(quick), withoutSpans(parsed));
+      assertSameSpans(quick, parsed);
+      assertSameSpans(loadWorkspaceCached(ws.dir, rules, ws.cacheDir), parsed);
+    });
+  });
+
+  it('a file only `yaml` reads (an anchor) is stored with its spans', () => {
+    withWorkspace('&n 1', (ws) => {
+      loadWorkspaceCached(ws.dir, rules, ws.cacheDir);
+      const [entry] = entries(ws);
+      assert.ok(entry);
+      const parsed = loadWorkspace(ws.dir, rules);
+      assert.deepEqual(entryParts(fs.readFileSync(entry)).spans, parsed.spans.dump());
+      assertSameSpans(loadWorkspaceCached(ws.dir, rules, ws.cacheDir), parsed);
     });
   });
 
