@@ -2,6 +2,7 @@
 // no-op check, which re-reads racily edited files, loads this and nothing of the CAS.
 
 import { closeSync, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
+import type { Hash } from 'node:crypto';
 
 export const CHUNK = 1 << 20;
 
@@ -39,16 +40,7 @@ export function hashFileSync(path: string, withDev = false): SyncHash {
   const fd = openSync(path, 'r');
   try {
     const before = fstatSync(fd, { bigint: true });
-    // Loaded on first use: the no-op check imports this module and usually hashes nothing (node:crypto took ~6 ms).
-    const hash = process.getBuiltinModule('node:crypto').createHash('sha256');
-    let size = 0;
-    for (;;) {
-      syncBuf ??= Buffer.allocUnsafe(CHUNK);
-      const n = readSync(fd, syncBuf, 0, CHUNK, null);
-      if (n === 0) break;
-      hash.update(syncBuf.subarray(0, n));
-      size += n;
-    }
+    const { hash, size } = readAll(fd, -1);
     const after = fstatSync(fd, { bigint: true });
     const fp = statFingerprint(before, withDev);
     return {
@@ -61,4 +53,29 @@ export function hashFileSync(path: string, withDev = false): SyncHash {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * sha256 of the open file `fd`, read from where it stands, whose stat said it holds `expected` bytes: reading stops
+ * there, without the read that would find its end (a cold build hashes two small files per action, and each syscall
+ * costs ~10 µs here). A file that grew or shrank meanwhile is caught by the caller's stat afterwards.
+ */
+export function hashOpenFileSync(fd: number, expected: number): { digest: string; size: number } {
+  const { hash, size } = readAll(fd, expected);
+  return { digest: hash.digest('hex'), size };
+}
+
+/** Reads `fd` into a sha256 until its end, or until `stopAt` bytes when that is not negative. */
+function readAll(fd: number, stopAt: number): { hash: Hash; size: number } {
+  // Loaded on first use: the no-op check imports this module and usually hashes nothing (node:crypto took ~6 ms).
+  const hash = process.getBuiltinModule('node:crypto').createHash('sha256');
+  let size = 0;
+  while (stopAt < 0 || size < stopAt) {
+    syncBuf ??= Buffer.allocUnsafe(CHUNK);
+    const n = readSync(fd, syncBuf, 0, CHUNK, null);
+    if (n === 0) break;
+    hash.update(syncBuf.subarray(0, n));
+    size += n;
+  }
+  return { hash, size };
 }

@@ -294,8 +294,8 @@ export class LocalStore {
     return this.cas.verifySync(digest, size).ok;
   }
 
-  materialize(digest: string, dest: string, mode: number): Promise<void> {
-    return this.cas.materialize(digest, dest, mode);
+  materialize(digest: string, dest: string, mode: number, fresh = false): Promise<void> {
+    return this.cas.materialize(digest, dest, mode, fresh);
   }
 
   fileDigest(absPath: string, stat?: BigIntStats): string {

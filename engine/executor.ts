@@ -178,7 +178,8 @@ export async function executeAction(input: ActionInput, grant: Grant, options: E
       const folder = dep.result.outputs.length > 0 ? options.sandboxes.depFolder(sandbox, name) : '';
       for (const out of dep.result.outputs) {
         const dest = path.join(folder, out.path);
-        await options.store.materialize(out.digest, dest, out.mode);
+        // A spare folder renamed in, or one just made: what it holds is linked without looking first.
+        await options.store.materialize(out.digest, dest, out.mode, true);
         (out.kind === 'wheel' ? wheels : files).push(dest);
       }
       deps.push({ label: dep.label, wheels, files });

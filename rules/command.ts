@@ -41,18 +41,19 @@ export const commandRule: Rule<Attrs> = {
       keyAttrs: { cmd, outs },
       async execute(ctx: ActionContext): Promise<ActionOutput[]> {
         const cwd = ctx.sourceDir ?? path.join(ctx.sandbox, 'work');
-        fs.mkdirSync(cwd, { recursive: true });
+        // A copied source made its folder; a recursive mkdir of it would cost a failed mkdir and a stat.
+        if (ctx.sourceDir === null || !fs.existsSync(cwd)) fs.mkdirSync(cwd, { recursive: true });
         const depFiles = ctx.deps.flatMap((d) => [...d.files, ...d.wheels]).join('\n');
         await ctx.exec(cmd, { step: 'command', cwd, env: { WG_DEP_FILES: depFiles, WG_OUT_DIR: ctx.outDir } });
         for (const out of outs) {
           const from = path.join(cwd, out);
-          if (!fs.existsSync(from)) throw new Error(`declared output ${out} was not produced`);
           const to = path.join(ctx.outDir, out);
           try {
             fs.renameSync(from, to);
           } catch (e) {
-            // Its folder in out/ is not there yet (out/ itself only when the action removed it).
             if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+            // Missing, or its folder in out/ is not there yet (out/ itself only when the action removed it).
+            if (!fs.existsSync(from)) throw new Error(`declared output ${out} was not produced`);
             fs.mkdirSync(path.dirname(to), { recursive: true });
             fs.renameSync(from, to);
           }
