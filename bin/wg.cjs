@@ -42,6 +42,7 @@ else {
       },
       (e) => {
         // Past its checks it may have changed wg-out: retrying down the full path would hide the bug.
+        incremental.exports.flushLines();
         process.stderr.write(`wg: internal error in the incremental path (WG_NO_INCREMENTAL=1 turns it off):\n${e && e.stack ? e.stack : e}\n`);
         process.exitCode = 1;
       },

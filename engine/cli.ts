@@ -20,6 +20,7 @@ import { dropSnapshot } from './noop-snapshot.js';
 import { recordNoop } from './noop-record.js';
 import { TraceRecorder } from './trace.js';
 import { makeReporter } from './reporter-choice.js';
+import { flushLines, writeLine } from './stderr-lines.js';
 import { onInterrupt } from './interrupts.js';
 import { useImporter, type ModuleImporter } from './module-import.js';
 
@@ -122,6 +123,8 @@ async function buildCommand(patterns: string[], flags: BuildFlags): Promise<numb
 
 /** Prints an expected failure (BUILD.yaml diagnostics, a usage error, an unreachable source) and returns the exit code; throws anything else. */
 export function reportError(e: unknown, root: string | null): number {
+  // After the step lines of a build that got this far, not before them.
+  flushLines();
   if (e instanceof DiagnosticError) {
     const list = sortDiagnostics(e.diagnostics);
     // Diagnostics point into BUILD.yaml, env files (envs/x.env) and patches: each file's text is read for its excerpt.
@@ -241,7 +244,7 @@ export function makeProgram(): Command {
           },
           {
             reporter: () => makeReporter(cwd),
-            note: (line) => process.stderr.write(`${line}\n`),
+            note: writeLine,
             reportError: (e) => void reportError(e, workspace),
           },
         );

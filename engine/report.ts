@@ -107,6 +107,8 @@ export class LineReporter implements Reporter {
   constructor(
     private readonly write: (line: string) => void,
     private readonly cwd: string,
+    /** For the step lines of targets, which may wait a moment to go out with the next (engine/stderr-lines.ts). */
+    private readonly writeStep: (line: string) => void = write,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
@@ -127,7 +129,7 @@ export class LineReporter implements Reporter {
       case 'interrupted':
       case 'skipped': {
         const stamp = clock(this.now());
-        lines.forEach((l, i) => this.write(i === 0 ? `${stamp} ${l}` : l));
+        lines.forEach((l, i) => this.writeStep(i === 0 ? `${stamp} ${l}` : l));
         return;
       }
       default:

@@ -2,6 +2,7 @@
 // everything else (CI, pipes, files). Both the full build and the incremental path ask here.
 
 import { LineReporter, type Reporter } from './report.js';
+import { writeLine, writeLineSoon } from './stderr-lines.js';
 import { TtyReporter } from './tty-reporter.js';
 
 /** The live terminal view needs a terminal and a person: CI services set CI (most of them to `true`). */
@@ -11,7 +12,7 @@ function liveView(): boolean {
 }
 
 export function makeReporter(cwd: string): Reporter {
-  if (!liveView()) return new LineReporter((line) => process.stderr.write(`${line}\n`), cwd);
+  if (!liveView()) return new LineReporter(writeLine, cwd, writeLineSoon);
   return new TtyReporter(
     {
       write: (text) => process.stderr.write(text),

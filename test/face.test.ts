@@ -8,8 +8,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
 
-import { TempWorkspace, WG_BIN } from './rig.js';
+import { REPO, TempWorkspace, WG_BIN } from './rig.js';
 
 /** `[12:03:04] ` → `[T] `, `in 3.1s` → `in Ns`, sandbox paths → `SANDBOX`: what stays is what must not change. */
 function mask(text: string): string {
@@ -21,6 +22,42 @@ function mask(text: string): string {
 }
 
 describe('plain lines (CI, pipes)', () => {
+  /** Runs `body` in a Node that imported engine/stderr-lines.js and counts stderr writes in `writes`. */
+  const withLines = (body: string) =>
+    spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { writeLine, writeLineSoon } from ${JSON.stringify(pathToFileURL(path.join(REPO, 'dist', 'engine', 'stderr-lines.js')).href)};
+const writes = [];
+const real = process.stderr.write.bind(process.stderr);
+process.stderr.write = (text) => { writes.push(text); return real(text); };
+${body}`,
+      ],
+      { encoding: 'utf8' },
+    );
+
+  it('gathers step lines into one write, writes any other line at once after them, and writes what waits on the way out', () => {
+    const gathered = withLines(`for (let i = 0; i < 100; i++) writeLineSoon('step ' + i);
+writeLine('summary');
+process.stdout.write(String(writes.length));
+writeLineSoon('last');`);
+    assert.equal(gathered.status, 0, gathered.stderr);
+    assert.equal(gathered.stdout, '1');
+    assert.equal(gathered.stderr, `${Array.from({ length: 100 }, (_, i) => `step ${i}\n`).join('')}summary\nlast\n`);
+
+    const exited = withLines(`writeLineSoon('before exit'); process.exit(3);`);
+    assert.equal(exited.status, 3);
+    assert.equal(exited.stderr, 'before exit\n');
+
+    // A line waits a moment, not until something else is written.
+    const waited = withLines(`writeLineSoon('soon');
+setTimeout(() => process.stdout.write(String(writes.length)), 300);`);
+    assert.equal(waited.stdout, '1');
+    assert.equal(waited.stderr, 'soon\n');
+  });
+
   it('prints one timestamped line per target event, the critical path and the counts', async () => {
     const ws = TempWorkspace.create({
       'BUILD.yaml': `variants:
