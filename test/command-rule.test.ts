@@ -121,6 +121,26 @@ describe('sandbox reuse', () => {
     }
   });
 
+  test('sandboxes still waiting for the janitor when a build ends are emptied to be kept, and none is left behind', async () => {
+    // Eight emptied in place, then two that wait for a batch of four (engine/sandbox.ts): still waiting at the end.
+    const ten = TempWorkspace.create({ 'BUILD.yaml': litterYaml(10) });
+    try {
+      const r = await ten.build(['-j', '1']);
+      assert.deepEqual(new Set(Object.values(statuses(r))), new Set(['built']));
+      CHAIN.slice(0, 10).forEach((name, i) => assert.equal(ten.read(`wg-out/out/${name}.cpu.seen.txt`), freshSeen(i), name));
+      assert.deepEqual(fs.readdirSync(path.join(ten.cacheDir, 'sandbox')), []);
+      // The two were emptied at the end, to be kept: the sandboxes the chain took were all in use till then.
+      const keptRoot = path.join(ten.cacheDir, 'sandbox-kept');
+      assert.equal(fs.readdirSync(keptRoot).length, 2);
+      for (const k of fs.readdirSync(keptRoot)) {
+        assert.deepEqual(fs.readdirSync(path.join(keptRoot, k)).sort(), ['deps', 'home', 'out', 'tmp'], k);
+        for (const d of ['home', 'out', 'tmp']) assert.deepEqual(fs.readdirSync(path.join(keptRoot, k, d)), [], `${k}/${d}`);
+      }
+    } finally {
+      ten.remove();
+    }
+  });
+
   test('a dep folder kept by an earlier build is emptied before it holds a dependency', async () => {
     // The listing names each folder's inode, to tell the kept folder from a new one.
     const two = TempWorkspace.create({
