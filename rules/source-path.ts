@@ -156,7 +156,8 @@ export async function copyTree(
 
 /** As copyTree does it, in the same order: every folder before any file or symlink. */
 function copyTreeSync(root: string, entries: TreeEntry[], dest: string, spareFile: () => string | undefined): void {
-  fs.mkdirSync(dest, { recursive: true });
+  // A reused sandbox keeps its emptied src/: one access, where a recursive mkdir costs a failed mkdir and a stat.
+  if (!fs.existsSync(dest)) fs.mkdirSync(dest, { recursive: true });
   for (const e of entries) if (e.path.includes('/')) fs.mkdirSync(path.dirname(path.join(dest, e.path)), { recursive: true });
   for (const e of entries) {
     const to = path.join(dest, e.path);
