@@ -61,6 +61,19 @@ export function hashFileSync(path: string, withDev = false): SyncHash {
  * costs ~10 µs here). A file that grew or shrank meanwhile is caught by the caller's stat afterwards.
  */
 export function hashOpenFileSync(fd: number, expected: number): { digest: string; size: number } {
+  const crypto = process.getBuiltinModule('node:crypto');
+  // One read and a one-shot hash for a file that fits the buffer: a Hash object per file cost ~13 µs in a profile
+  // of a cold build, two files an action.
+  if (expected <= CHUNK) {
+    syncBuf ??= Buffer.allocUnsafe(CHUNK);
+    let size = 0;
+    while (size < expected) {
+      const n = readSync(fd, syncBuf, size, expected - size, null);
+      if (n === 0) break;
+      size += n;
+    }
+    return { digest: crypto.hash('sha256', syncBuf.subarray(0, size), 'hex'), size };
+  }
   const { hash, size } = readAll(fd, expected);
   return { digest: hash.digest('hex'), size };
 }

@@ -6,6 +6,7 @@ import {
   chmodSync,
   existsSync,
   linkSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   openSync,
@@ -15,6 +16,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  symlinkSync,
   truncateSync,
   unlinkSync,
   utimesSync,
@@ -452,6 +454,31 @@ test('adopt links a file with one name into the CAS, and copies one that has ano
   assert.equal(readFileSync(store.blobPath(b.digest), 'utf8'), 'user data\n');
   assert.notEqual(statSync(store.blobPath(b.digest)).ino, statSync(outside).ino);
   assert.equal(statSync(outside).mode, modeBefore);
+});
+
+test('adopt copies a symlink output without touching what it points at, and links a file too large for one read', async (t) => {
+  const root = tempDir(t);
+  const store = LocalStore.open(join(root, 'cache'));
+  t.after(() => store.close());
+  const target = join(root, 'target.txt');
+  writeFileSync(target, 'pointed at\n');
+  const modeBefore = statSync(target).mode;
+  const link = join(root, 'link.txt');
+  symlinkSync(target, link);
+  const a = await store.adoptBlob(link);
+  assert.equal(a.digest, sha256('pointed at\n'));
+  assert.notEqual(statSync(store.blobPath(a.digest)).ino, statSync(target).ino);
+  assert.equal(statSync(target).mode, modeBefore);
+  assert.equal(lstatSync(link).isSymbolicLink(), true);
+
+  // Past the 1 MiB read of small files: hashed on the thread pool by path, then adopted all the same.
+  const big = join(root, 'big.bin');
+  const bytes = randomBytes((1 << 20) + 4097);
+  writeFileSync(big, bytes);
+  const b = await store.adoptBlob(big);
+  assert.deepEqual(b, { digest: createHash('sha256').update(bytes).digest('hex'), size: bytes.length });
+  assert.equal(statSync(store.blobPath(b.digest)).ino, statSync(big).ino);
+  assert.equal(statSync(big).mode & 0o777, 0o444);
 });
 
 /**
