@@ -40,11 +40,12 @@ export function hashFileSync(path: string, withDev = false): SyncHash {
   const fd = openSync(path, 'r');
   try {
     const before = fstatSync(fd, { bigint: true });
-    const { hash, size } = readAll(fd, -1);
+    // Read up to the size the stat gave: a file that grew or shrank meanwhile has another stat afterwards.
+    const { digest, size } = hashOpenFileSync(fd, Number(before.size));
     const after = fstatSync(fd, { bigint: true });
     const fp = statFingerprint(before, withDev);
     return {
-      digest: hash.digest('hex'),
+      digest,
       size,
       fp,
       stat: before,
@@ -63,8 +64,8 @@ export function hashFileSync(path: string, withDev = false): SyncHash {
 export function hashOpenFileSync(fd: number, expected: number): { digest: string; size: number } {
   const crypto = process.getBuiltinModule('node:crypto');
   // One read and a one-shot hash for a file that fits the buffer: a Hash object per file cost ~13 µs in a profile
-  // of a cold build, two files an action.
-  if (expected <= CHUNK) {
+  // of a cold build, two files an action. A size of 0 is read to its end: files of /proc say 0 and hold bytes.
+  if (expected > 0 && expected <= CHUNK) {
     syncBuf ??= Buffer.allocUnsafe(CHUNK);
     let size = 0;
     while (size < expected) {
@@ -74,7 +75,7 @@ export function hashOpenFileSync(fd: number, expected: number): { digest: string
     }
     return { digest: crypto.hash('sha256', syncBuf.subarray(0, size), 'hex'), size };
   }
-  const { hash, size } = readAll(fd, expected);
+  const { hash, size } = readAll(fd, expected > 0 ? expected : -1);
   return { digest: hash.digest('hex'), size };
 }
 
