@@ -158,10 +158,10 @@ function rekey(req: IncrementalRequest, plan: StoredPlan, changes: Changes): Map
   return moved;
 }
 
-/** Runs the build if it can; the exit code, or null (nothing done) for the full path. */
 // bin/wg.cjs prints an internal error after the step lines that wait (engine/stderr-lines.ts), not before them.
 export { flushLines } from './stderr-lines.js';
 
+/** Runs the build if it can; the exit code, or null (nothing done) for the full path. */
 export async function runIncremental(req: IncrementalRequest): Promise<number | null> {
   const { snapshot } = req.check;
   const startedMs = Date.now() - Number(process.hrtime.bigint() - req.started) / 1e6;

@@ -2,8 +2,9 @@
 // two thousand step lines, a write each, and each write to a pipe wakes its reader (a CI runner, `tee`), which
 // then takes a core from the build (~40 µs a write on an idle machine, ~125 µs in a profile of a cold 1000-target
 // build). Step lines may wait up to WAIT_MS and go out together; any other line (the plan, a warning, a note, the
-// summary, an error) is written at once, after what waited, so the order never changes. What waits is written
-// before the process exits, however it exits short of SIGKILL.
+// summary, an error) is written at once, after what waited, so the order never changes. What waits is written on
+// the way out (process 'exit'), which a build's Ctrl-C or SIGTERM also takes; a signal wg does not handle (SIGKILL,
+// SIGHUP) loses at most the last 50 ms of step lines, whose builds the logs in wg-out/logs describe anyway.
 
 /** Long enough to gather a few hundred lines a second into tens of writes, short enough to read as live. */
 const WAIT_MS = 50;
