@@ -275,9 +275,10 @@ export class Cas {
    * before use, and replaced.
    */
   async adopt(file: string): Promise<{ digest: string; size: number }> {
-    // A small file is hashed through one descriptor: open, stat, read, chmod and stat again. By path, that was ten
-    // syscalls (a stat and a chmod per name lookup), and here each costs ~10 µs; four hops to the thread pool
-    // cost more than the read. O_NOFOLLOW leaves a symlink to put(), O_NONBLOCK keeps a FIFO from blocking the open.
+    // Through one descriptor: open, stat, read, chmod and stat again. By path, that was ten syscalls with the link
+    // (a stat and a chmod per name lookup), and here each costs ~10 µs. A small file is read synchronously (four hops
+    // to the thread pool cost more than the read), a large one on the thread pool. O_NOFOLLOW leaves a symlink to
+    // put(), O_NONBLOCK keeps a FIFO from blocking the open.
     let fd: number;
     try {
       fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
@@ -285,24 +286,22 @@ export class Cas {
       if (hasCode(e, 'ELOOP')) return this.put(file);
       throw e;
     }
-    let hashed: { digest: string; size: number; fp: string } | null = null;
+    let digest: string;
+    let size: number;
+    let fp: string;
     try {
       const before = fstatSync(fd, { bigint: true });
       if (!before.isFile() || before.nlink !== 1n) return this.put(file);
-      if (before.size <= BigInt(CHUNK)) {
-        const { digest, size } = hashOpenFileSync(fd, Number(before.size));
-        fchmodSync(fd, 0o444);
-        // chmod moves only ctime, which the fingerprint leaves out.
-        const fp = statFingerprint(before);
-        if (BigInt(size) !== before.size || fp !== statFingerprint(fstatSync(fd, { bigint: true }))) {
-          throw new Error(`${file} changed while it was being stored in the cache`);
-        }
-        hashed = { digest, size, fp };
+      ({ digest, size } = before.size <= BigInt(CHUNK) ? hashOpenFileSync(fd, Number(before.size)) : await hashFile(file));
+      fchmodSync(fd, 0o444);
+      // chmod moves only ctime, which the fingerprint leaves out.
+      fp = statFingerprint(before);
+      if (BigInt(size) !== before.size || fp !== statFingerprint(fstatSync(fd, { bigint: true }))) {
+        throw new Error(`${file} changed while it was being stored in the cache`);
       }
     } finally {
       closeSync(fd);
     }
-    const { digest, size, fp } = hashed ?? (await this.hashLargeForAdoption(file));
     if (!this.deferDurability) await fsyncFile(file);
     const final = this.path(digest);
     this.makeShard(dirname(final));
@@ -327,18 +326,6 @@ export class Cas {
     if (this.deferDurability) this.record(digest, { fp, size });
     else await this.blobs.put(digest, { fp, size });
     return { digest, size };
-  }
-
-  /** A file too large to read in one go, hashed on the thread pool by path, then made read-only as adopt() does. */
-  private async hashLargeForAdoption(file: string): Promise<{ digest: string; size: number; fp: string }> {
-    const before = lstatSync(file, { bigint: true });
-    const { digest, size } = await hashFile(file);
-    chmodSync(file, 0o444);
-    const fp = statFingerprint(before);
-    if (BigInt(size) !== before.size || fp !== statFingerprint(lstatSync(file, { bigint: true }))) {
-      throw new Error(`${file} changed while it was being stored in the cache`);
-    }
-    return { digest, size, fp };
   }
 
   /** Shard folders known to exist: made once per process, not stat-ed per blob. */
