@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cacheDirNamed } from './cache-dir.js';
 import { checkSnapshot, snapshotReport, type SnapshotArgs, type SnapshotCheck } from './noop-snapshot.js';
+import { writeStderr } from './stderr-lines.js';
 
 // The shim (bin/wg.cjs) needs it before loading the CLI, whose code cache lives there; this bundle is loaded already.
 export { cacheDirOf } from './cache-dir.js';
@@ -105,7 +106,7 @@ export function runFastNoop(argv: string[]): boolean | IncrementalRequest {
   const json = parsed.json ? snapshotReport(args, snapshot) : null;
   if (parsed.json && json === null) return false;
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  process.stderr.write(snapshot.lines.map((l) => `${l.replace('{seconds}', (ms / 1000).toFixed(1))}\n`).join(''));
+  writeStderr(snapshot.lines.map((l) => `${l.replace('{seconds}', (ms / 1000).toFixed(1))}\n`).join(''));
   if (parsed.json) {
     // `snapshot: true` tells scripts (and tests) that nothing was loaded because nothing changed.
     process.stdout.write(`${JSON.stringify({ ...(json as object), durationMs: Math.round(ms), snapshot: true }, null, 2)}\n`);

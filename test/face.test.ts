@@ -22,29 +22,37 @@ function mask(text: string): string {
 }
 
 describe('plain lines (CI, pipes)', () => {
-  /** Runs `body` in a Node that imported engine/stderr-lines.js and counts stderr writes in `writes`. */
-  const withLines = (body: string) =>
+  /**
+   * Runs `body` in a Node that imported engine/stderr-lines.js and counts its writes to stderr in `writes`: those to
+   * file descriptor 2, and those through process.stderr (where a failed write sends the rest).
+   */
+  const withLines = (body: string, options: { stdio?: ('pipe' | 'ignore' | number)[] } = {}) =>
     spawnSync(
       process.execPath,
       [
         '--input-type=module',
         '-e',
         `import { writeLine, writeLineSoon } from ${JSON.stringify(pathToFileURL(path.join(REPO, 'dist', 'engine', 'stderr-lines.js')).href)};
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 const writes = [];
+const realWriteSync = fs.writeSync;
+fs.writeSync = (fd, ...rest) => { if (fd === 2) writes.push('fd'); return realWriteSync(fd, ...rest); };
+syncBuiltinESMExports();
 const real = process.stderr.write.bind(process.stderr);
-process.stderr.write = (text) => { writes.push(text); return real(text); };
+process.stderr.write = (text) => { writes.push('stream'); return real(text); };
 ${body}`,
       ],
-      { encoding: 'utf8' },
+      { encoding: 'utf8', ...options },
     );
 
   it('gathers step lines into one write, writes any other line at once after them, and writes what waits on the way out', () => {
     const gathered = withLines(`for (let i = 0; i < 100; i++) writeLineSoon('step ' + i);
 writeLine('summary');
-process.stdout.write(String(writes.length));
+process.stdout.write(writes.join(','));
 writeLineSoon('last');`);
     assert.equal(gathered.status, 0, gathered.stderr);
-    assert.equal(gathered.stdout, '1');
+    assert.equal(gathered.stdout, 'fd');
     assert.equal(gathered.stderr, `${Array.from({ length: 100 }, (_, i) => `step ${i}\n`).join('')}summary\nlast\n`);
 
     const exited = withLines(`writeLineSoon('before exit'); process.exit(3);`);
@@ -53,9 +61,43 @@ writeLineSoon('last');`);
 
     // A line waits a moment, not until something else is written.
     const waited = withLines(`writeLineSoon('soon');
-setTimeout(() => process.stdout.write(String(writes.length)), 300);`);
-    assert.equal(waited.stdout, '1');
+setTimeout(() => process.stdout.write(writes.join(',')), 300);`);
+    assert.equal(waited.stdout, 'fd');
     assert.equal(waited.stderr, 'soon\n');
+  });
+
+  it('hands what a full non-blocking pipe does not take to process.stderr, whole and in order', () => {
+    // Python makes the pipe: Node's spawn gives a child blocking stdio. It reads only once the child is stuck.
+    const child = `import { writeLine } from ${JSON.stringify(pathToFileURL(path.join(REPO, 'dist', 'engine', 'stderr-lines.js')).href)};
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+const writes = [];
+const realWriteSync = fs.writeSync;
+fs.writeSync = (fd, ...rest) => { if (fd === 2) writes.push('fd'); return realWriteSync(fd, ...rest); };
+syncBuiltinESMExports();
+const real = process.stderr.write.bind(process.stderr);
+process.stderr.write = (text) => { writes.push('stream'); return real(text); };
+writeLine('a'.repeat(300000));
+writeLine('after');
+process.on('exit', () => realWriteSync(1, writes.join(',')));`;
+    const python = `import os, subprocess, sys, time
+r, w = os.pipe()
+os.set_blocking(w, False)
+p = subprocess.Popen([sys.argv[1], '--input-type=module', '-e', sys.argv[2]], stderr=w, stdout=subprocess.PIPE)
+os.close(w)
+time.sleep(0.5)
+got = b''
+while True:
+    chunk = os.read(r, 65536)
+    if not chunk:
+        break
+    got += chunk
+out = p.stdout.read().decode()
+print(p.wait(), out, len(got), got == b'a' * 300000 + b'\\nafter\\n')`;
+    const r = spawnSync('python3', ['-c', python, process.execPath, child], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 0, r.stderr);
+    // How much the first write takes is the pipe's size; the rest, and every line after, go through the stream.
+    assert.match(r.stdout, /^0 (fd,)+stream,stream 300007 True\n$/);
   });
 
   it('prints one timestamped line per target event, the critical path and the counts', async () => {
