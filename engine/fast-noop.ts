@@ -7,10 +7,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { cacheDirNamed } from './cache-dir.js';
 import { checkSnapshot, snapshotReport, type SnapshotArgs, type SnapshotCheck } from './noop-snapshot.js';
-import { writeStderr } from './stderr-lines.js';
+import { writeStderr, writeStdout } from './stdio-write.js';
 
 // The shim (bin/wg.cjs) needs it before loading the CLI, whose code cache lives there; this bundle is loaded already.
 export { cacheDirOf } from './cache-dir.js';
+// And whether the no-op answer's writes are all out, so that it may exit at once.
+export { settled } from './stdio-write.js';
 
 const WITH_VALUE = new Set(['-C', '--workspace', '--cache-dir', '-j', '--jobs', '--gpus', '--memory']);
 const BOOLEAN = new Set(['--json', '-k', '--keep-going']);
@@ -109,7 +111,7 @@ export function runFastNoop(argv: string[]): boolean | IncrementalRequest {
   writeStderr(snapshot.lines.map((l) => `${l.replace('{seconds}', (ms / 1000).toFixed(1))}\n`).join(''));
   if (parsed.json) {
     // `snapshot: true` tells scripts (and tests) that nothing was loaded because nothing changed.
-    process.stdout.write(`${JSON.stringify({ ...(json as object), durationMs: Math.round(ms), snapshot: true }, null, 2)}\n`);
+    writeStdout(`${JSON.stringify({ ...(json as object), durationMs: Math.round(ms), snapshot: true }, null, 2)}\n`);
   }
   return true;
 }

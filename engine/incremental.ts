@@ -28,6 +28,7 @@ import { asCached, recordDelta, recordNoop } from './noop-record.js';
 import { dropSnapshot, snapshotOutputs, snapshotReport, type SnapshotOutputs } from './noop-snapshot.js';
 import { makeReporter } from './reporter-choice.js';
 import { schedule } from './scheduler.js';
+import { writeStdout } from './stdio-write.js';
 import { storeTarget, StoredPlan, type PlanEntry } from './stored-plan.js';
 import { TargetRunner } from './target-runner.js';
 
@@ -296,7 +297,7 @@ async function buildIncremental(req: IncrementalRequest, plan: StoredPlan, readS
     // `incremental: true` tells scripts (and tests) that only what the changed files touch was looked at.
     if (everyTarget) {
       const all = everyTarget.map((t) => runner.reports.get(t.label as Label) ?? t);
-      process.stdout.write(`${JSON.stringify({ ok: report.ok, durationMs: report.durationMs, targets: all, incremental: true }, null, 2)}\n`);
+      writeStdout(`${JSON.stringify({ ok: report.ok, durationMs: report.durationMs, targets: all, incremental: true }, null, 2)}\n`);
     }
     recordIncremental(req, plan, moved, changes, report, () => everyTarget ?? storedTargets(), cwd);
     if (report.interrupted) return 130;

@@ -6,7 +6,7 @@
 // the way out (process 'exit'), which a build's Ctrl-C or SIGTERM also takes; a signal wg does not handle (SIGKILL,
 // SIGHUP) loses at most the last 50 ms of step lines, whose builds the logs in wg-out/logs describe anyway.
 
-import * as fs from 'node:fs';
+import { writeStderr } from './stdio-write.js';
 
 /** Long enough to gather a few hundred lines a second into tens of writes, short enough to read as live. */
 const WAIT_MS = 50;
@@ -27,31 +27,6 @@ export function flushLines(): void {
   writeStderr(text);
 }
 
-/** Set once a write straight to file descriptor 2 failed: from then on everything goes through process.stderr. */
-let viaStream = false;
-
-/**
- * Writes `text` to stderr, straight to file descriptor 2. The first use of process.stderr builds a stream for it,
- * which for a pipe loads node:net and node:stream: ~6 ms of a no-op answer (as much as stat-ing its thousand
- * inputs), ~2.5 ms of an edit's build. What one write leaves (a pipe its maker left non-blocking and full: EAGAIN; a
- * reader gone: EPIPE) goes to process.stderr, which waits for the pipe or reports the error as it always did, and so
- * does every later write, after it. Both are synchronous for files, pipes and terminals, so the order never changes.
- */
-export function writeStderr(text: string): void {
-  if (viaStream) {
-    process.stderr.write(text);
-    return;
-  }
-  const bytes = Buffer.from(text, 'utf8');
-  let done = 0;
-  try {
-    while (done < bytes.length) done += fs.writeSync(2, bytes, done);
-  } catch {
-    viaStream = true;
-    process.stderr.write(bytes.subarray(done));
-  }
-}
-
 /** `line` now, after whatever waited. */
 export function writeLine(line: string): void {
   waiting += `${line}\n`;
@@ -63,7 +38,7 @@ export function writeLineSoon(line: string): void {
   waiting += `${line}\n`;
   if (!hooked) {
     hooked = true;
-    // stderr is written synchronously to pipes and files, so this lands even on the way out.
+    // Written to the descriptor, synchronously, so this lands even on the way out.
     process.on('exit', flushLines);
   }
   if (timer === null) {

@@ -77,9 +77,11 @@ fs.writeSync = (fd, ...rest) => { if (fd === 2) writes.push('fd'); return realWr
 syncBuiltinESMExports();
 const real = process.stderr.write.bind(process.stderr);
 process.stderr.write = (text) => { writes.push('stream'); return real(text); };
+import { settled } from ${JSON.stringify(pathToFileURL(path.join(REPO, 'dist', 'engine', 'stdio-write.js')).href)};
 writeLine('a'.repeat(300000));
 writeLine('after');
-process.on('exit', () => realWriteSync(1, writes.join(',')));`;
+writes.push(String(settled()));
+process.on('exit', () => realWriteSync(1, writes.concat(String(settled())).join(',')));`;
     const python = `import os, subprocess, sys, time
 r, w = os.pipe()
 os.set_blocking(w, False)
@@ -96,8 +98,9 @@ out = p.stdout.read().decode()
 print(p.wait(), out, len(got), got == b'a' * 300000 + b'\\nafter\\n')`;
     const r = spawnSync('python3', ['-c', python, process.execPath, child], { encoding: 'utf8', timeout: 20_000 });
     assert.equal(r.status, 0, r.stderr);
-    // How much the first write takes is the pipe's size; the rest, and every line after, go through the stream.
-    assert.match(r.stdout, /^0 (fd,)+stream,stream 300007 True\n$/);
+    // How much the first write takes is the pipe's size; the rest, and every line after, go through the stream,
+    // which holds them (not settled: an exit now would lose them) until the reader drains the pipe.
+    assert.match(r.stdout, /^0 (fd,)+stream,stream,false,true 300007 True\n$/);
   });
 
   it('prints one timestamped line per target event, the critical path and the counts', async () => {
