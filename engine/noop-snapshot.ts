@@ -309,6 +309,8 @@ function digestMoved(p: string, digest: string): boolean {
  * arguments or env, outputs that cannot be restored while inputs changed): the full path decides.
  */
 export function checkSnapshot(args: SnapshotArgs): SnapshotCheck | null {
+  // Before any input is looked at: racy entries found unchanged are settled against it.
+  const checkStartNs = BigInt(Date.now()) * 1_000_000n;
   const file = snapshotPath(args.cacheDir, args.root);
   let snapshot: Snapshot;
   try {
@@ -337,12 +339,35 @@ export function checkSnapshot(args: SnapshotArgs): SnapshotCheck | null {
     if (!files.every((p) => typeof p === 'string') || !dirs.every((p) => typeof p === 'string')) return null;
     return changed.size === 0 ? { kind: 'changed', snapshot, file, files, dirs, fileAt, dirAt } : null;
   }
-  if (changed.size === 0) return { kind: 'noop', snapshot };
+  const settledSome = settleRacy(snapshot, checkStartNs);
+  if (changed.size === 0) {
+    if (settledSome) replaceFile(file, JSON.stringify(snapshot));
+    return { kind: 'noop', snapshot };
+  }
   if (!restoreOutputs(snapshot, file, changed)) return null;
   snapshot.outputDirs = snapshot.outputDirs.map(([p, st]) => [p, changed.has(p) ? current(p) : st]);
   if (snapshot.outputDirs.some(([, st]) => st === null)) return null;
   replaceFile(file, JSON.stringify(snapshot));
   return { kind: 'noop', snapshot };
+}
+
+/**
+ * Drops the racy entries that are racy no more: this check found each unchanged (its stat as recorded, its content
+ * its digest), and its ctime is now further back than the racy window, so a change from now on would show in its
+ * stat. Without this every no-op after an edit's build hashed the edited file again, and loaded node:crypto to do it
+ * (~4-8 ms of the answer), until another build wrote a snapshot. Git's index refresh does the same for its racily
+ * clean entries. The bound moves with them, forward only (a clock set back leaves the snapshot as it is): the
+ * entries not listed are then still no later than it, as the incremental path's write expects (RacyCandidates).
+ */
+function settleRacy(snapshot: Snapshot, checkStartNs: bigint): boolean {
+  if (snapshot.digests.length === 0) return false;
+  const bound = String(checkStartNs - RACY_WINDOW_NS);
+  if (!/^[0-9]+$/.test(snapshot.racyBound) || !laterThan(bound, snapshot.racyBound)) return false;
+  const still = snapshot.digests.filter(([, , ctime]) => typeof ctime !== 'string' || laterThan(ctime, bound));
+  if (still.length === snapshot.digests.length) return false;
+  snapshot.digests = still;
+  snapshot.racyBound = bound;
+  return true;
 }
 
 /**

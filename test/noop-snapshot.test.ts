@@ -237,6 +237,32 @@ describe('no-op snapshot', () => {
     assert.equal(((await ws.build()) as Json).snapshot, undefined);
   });
 
+  test('a no-op past the racy window settles the racy entries it found unchanged; an edit after still shows', async () => {
+    const ws = await fresh();
+    const [name] = fs.readdirSync(path.join(ws.cacheDir, 'snapshots')).filter((f) => /^[0-9a-f]{16}\.json$/.test(f));
+    const file = path.join(ws.cacheDir, 'snapshots', name!);
+    const snapshot = (): { digests: [string, string, string][]; racyBound: string } => JSON.parse(fs.readFileSync(file, 'utf8'));
+    ws.write('src/a/in.txt', 'A\n');
+    assert.deepEqual(statuses((await ws.build()) as Json), { '//a:cpu': 'built', '//b:cpu': 'built' });
+    const racy = snapshot();
+    assert.deepEqual(racy.digests.map(([p]) => path.relative(ws.dir, p)), ['src/a/in.txt']);
+    // Past the window, the no-op reads a's file once more, finds it unchanged, and stops listing it, so that the
+    // no-ops after it stat it only; the bound moves forward with it.
+    await sleep(PAST_RACY_WINDOW_MS);
+    assert.equal(((await ws.build()) as Json).snapshot, true);
+    const settled = snapshot();
+    assert.deepEqual(settled.digests, []);
+    assert.equal(laterThan(settled.racyBound, racy.racyBound), true);
+    assert.equal(((await ws.build()) as Json).snapshot, true);
+    assert.deepEqual(snapshot(), settled);
+    // Its content changed with its size and mtime kept: the ctime still moves, and the stat check sees it.
+    const inFile = path.join(ws.dir, 'src/a/in.txt');
+    const before = fs.statSync(inFile);
+    fs.writeFileSync(inFile, 'Z\n');
+    fs.utimesSync(inFile, before.atime, before.mtime);
+    assert.deepEqual(statuses((await ws.build()) as Json), { '//a:cpu': 'built', '//b:cpu': 'built' });
+  });
+
   test('the racy check compares times as digits: a longer one is later, an equal one is not, negative ones as numbers', () => {
     assert.equal(laterThan('1795290555020203917', '1795290555020203916'), true);
     assert.equal(laterThan('1795290555020203916', '1795290555020203917'), false);
