@@ -22,17 +22,14 @@ function mask(text: string): string {
 }
 
 describe('plain lines (CI, pipes)', () => {
+  const moduleUrl = (name: string): string => JSON.stringify(pathToFileURL(path.join(REPO, 'dist', 'engine', name)).href);
   /**
-   * Runs `body` in a Node that imported engine/stderr-lines.js and counts its writes to stderr in `writes`: those to
-   * file descriptor 2, and those through process.stderr (where a failed write sends the rest).
+   * An ES module's text that imports engine/stderr-lines.js and engine/stdio-write.js, counts the writes to stderr
+   * in `writes` (those to file descriptor 2, and those through process.stderr, where a failed write sends the rest),
+   * then runs `body`.
    */
-  const withLines = (body: string, options: { stdio?: ('pipe' | 'ignore' | number)[] } = {}) =>
-    spawnSync(
-      process.execPath,
-      [
-        '--input-type=module',
-        '-e',
-        `import { writeLine, writeLineSoon } from ${JSON.stringify(pathToFileURL(path.join(REPO, 'dist', 'engine', 'stderr-lines.js')).href)};
+  const countingWrites = (body: string): string => `import { writeLine, writeLineSoon } from ${moduleUrl('stderr-lines.js')};
+import { settled } from ${moduleUrl('stdio-write.js')};
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 const writes = [];
@@ -41,10 +38,9 @@ fs.writeSync = (fd, ...rest) => { if (fd === 2) writes.push('fd'); return realWr
 syncBuiltinESMExports();
 const real = process.stderr.write.bind(process.stderr);
 process.stderr.write = (text) => { writes.push('stream'); return real(text); };
-${body}`,
-      ],
-      { encoding: 'utf8', ...options },
-    );
+${body}`;
+  const withLines = (body: string) =>
+    spawnSync(process.execPath, ['--input-type=module', '-e', countingWrites(body)], { encoding: 'utf8' });
 
   it('gathers step lines into one write, writes any other line at once after them, and writes what waits on the way out', () => {
     const gathered = withLines(`for (let i = 0; i < 100; i++) writeLineSoon('step ' + i);
@@ -68,20 +64,10 @@ setTimeout(() => process.stdout.write(writes.join(',')), 300);`);
 
   it('hands what a full non-blocking pipe does not take to process.stderr, whole and in order', () => {
     // Python makes the pipe: Node's spawn gives a child blocking stdio. It reads only once the child is stuck.
-    const child = `import { writeLine } from ${JSON.stringify(pathToFileURL(path.join(REPO, 'dist', 'engine', 'stderr-lines.js')).href)};
-import fs from 'node:fs';
-import { syncBuiltinESMExports } from 'node:module';
-const writes = [];
-const realWriteSync = fs.writeSync;
-fs.writeSync = (fd, ...rest) => { if (fd === 2) writes.push('fd'); return realWriteSync(fd, ...rest); };
-syncBuiltinESMExports();
-const real = process.stderr.write.bind(process.stderr);
-process.stderr.write = (text) => { writes.push('stream'); return real(text); };
-import { settled } from ${JSON.stringify(pathToFileURL(path.join(REPO, 'dist', 'engine', 'stdio-write.js')).href)};
-writeLine('a'.repeat(300000));
+    const child = countingWrites(`writeLine('a'.repeat(300000));
 writeLine('after');
 writes.push(String(settled()));
-process.on('exit', () => realWriteSync(1, writes.concat(String(settled())).join(',')));`;
+process.on('exit', () => realWriteSync(1, writes.concat(String(settled())).join(',')));`);
     const python = `import os, subprocess, sys, time
 r, w = os.pipe()
 os.set_blocking(w, False)
