@@ -25,7 +25,7 @@ import { LastBuilds } from './last-build.js';
 import { openLedger } from './ledger.js';
 import { detectCores, detectGpus, detectMemory } from './machine.js';
 import { asCached, recordDelta, recordNoop } from './noop-record.js';
-import { dropSnapshot, snapshotOutputs, snapshotReport, type SnapshotOutputs } from './noop-snapshot.js';
+import { dropSnapshot, snapshotOutputs, snapshotReport, type OutputEntry } from './noop-snapshot.js';
 import { makeReporter } from './reporter-choice.js';
 import { schedule } from './scheduler.js';
 import { writeStdout } from './stdio-write.js';
@@ -366,7 +366,7 @@ function recordIncremental(
   const full: BuildReport = { ...report, targets: all.map((t) => reports.get(t.label) ?? t), unlisted: 0 };
   // Unchanged targets' outputs are where the last snapshot left them: the output folders' stats vouched for them.
   const rebuilt = new Set(report.blobs.keys());
-  const outputs = new Map<string, SnapshotOutputs[number]>();
+  const outputs = new Map<string, OutputEntry>();
   for (const entry of snapshotOutputs(req.check.file, req.check.snapshot) ?? []) if (!rebuilt.has(entry[0])) outputs.set(entry[0], entry);
   recordNoop(full, req.args, cwd, {
     outputs,

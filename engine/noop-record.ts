@@ -9,7 +9,7 @@ import { statTuple, type StatTuple } from './inputs.js';
 import {
   argsId,
   argsKey,
-  blobStat,
+  fingerprint,
   envHash,
   newBuildId,
   SNAPSHOT_VERSION,
@@ -18,6 +18,7 @@ import {
   type RacyCandidates,
   type Snapshot,
   type SnapshotArgs,
+  type OutputEntry,
   type SnapshotOutputs,
 } from './noop-snapshot.js';
 import { eventLines, summaryLines } from './report.js';
@@ -45,13 +46,13 @@ function filesOf(t: TargetReport): string[] {
 }
 
 /** The snapshot entry of an output the build just wrote or restored; a string says why there is none. */
-function outputEntry(report: BuildReport, f: string): SnapshotOutputs[number] | string {
-  const st = fs.statSync(f, { bigint: true, throwIfNoEntry: false });
-  if (!st) return `${f} is missing`;
+function outputEntry(report: BuildReport, f: string): OutputEntry | string {
+  const own = fingerprint(f);
+  if (!own) return `${f} is missing`;
   const blob = report.blobs.get(f);
-  const fp = blob === undefined ? null : blobStat(blob);
+  const fp = blob === undefined ? null : fingerprint(blob);
   if (blob === undefined || fp === null) return `the cache holds no blob for ${f}`;
-  return [f, statTuple(st), blob, fp];
+  return [f, ...own, blob, ...fp];
 }
 
 /** A snapshot's inputs: every file and folder read, with its stat from before the read. */
@@ -92,7 +93,7 @@ export function recordNoop(
     plan?: PlanSource;
     digestOf?: (file: string) => string | undefined;
     /** Outputs the last snapshot recorded and nothing has touched since: their entries are reused, not stat-ed. */
-    outputs?: ReadonlyMap<string, SnapshotOutputs[number]>;
+    outputs?: ReadonlyMap<string, OutputEntry>;
   } = {},
 ): string | null {
   const not = notReplayable(report);

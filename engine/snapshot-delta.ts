@@ -7,11 +7,9 @@
 // JSON rather than v8's serializer: the no-op check reads it when restoring outputs, before node:v8 is loaded.
 
 import * as fs from 'node:fs';
-import type { SnapshotOutputs } from './noop-snapshot.js';
+import type { OutputEntry } from './noop-snapshot.js';
 
 const DELTA_VERSION = 1;
-
-type OutputEntry = SnapshotOutputs[number];
 
 export interface SnapshotDelta {
   v: number;
