@@ -9,16 +9,16 @@ import { statTuple, type StatTuple } from './inputs.js';
 import {
   argsId,
   argsKey,
-  fingerprint,
   envHash,
+  fingerprint,
   newBuildId,
   SNAPSHOT_VERSION,
   writeFullCompanions,
   writeSnapshot,
+  type OutputEntry,
   type RacyCandidates,
   type Snapshot,
   type SnapshotArgs,
-  type OutputEntry,
   type SnapshotOutputs,
 } from './noop-snapshot.js';
 import { eventLines, summaryLines } from './report.js';

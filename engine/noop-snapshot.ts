@@ -156,10 +156,14 @@ function sameFile(st: fs.Stats | undefined, size: number, mtimeMs: number, ino: 
   return st !== undefined && st.size === size && st.mtimeMs === mtimeMs && st.ino === ino;
 }
 
-/** What an output entry records of a file: size, mtime and inode, as sameFile compares them. */
+/** What an output entry records of a file: size, mtime and inode, as sameFile compares them; null if unreadable. */
 export function fingerprint(p: string): [size: number, mtimeMs: number, ino: number] | null {
-  const st = fs.statSync(p, { throwIfNoEntry: false });
-  return st === undefined ? null : [st.size, st.mtimeMs, st.ino];
+  try {
+    const st = fs.statSync(p);
+    return [st.size, st.mtimeMs, st.ino];
+  } catch {
+    return null;
+  }
 }
 
 /** Removes the snapshot: called before any full build, so only a completed build can leave one behind. */
