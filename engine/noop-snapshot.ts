@@ -80,8 +80,8 @@ function unmoved(p: string, recorded: StatTuple | null): boolean {
  * An output or log in wg-out: its path, size, mtime and inode, then the CAS blob it is, with the blob's size, mtime
  * and inode (no ctime: every link moves it). Numbers as a number `Stats` has them, the mtime as Node's millisecond
  * double, which JSON writes so that it reads back the same: restoring a thousand targets parses two thousand of
- * these, and as decimal strings in nested lists each made a dozen objects (~10.6 ms to read at 1000 targets,
- * garbage collection included), where this makes about five (~4.4 ms).
+ * these, and as decimal strings in nested lists each made a dozen objects (~8.4 ms to read at 1000 targets,
+ * garbage collection included), where this makes about five (~4.1 ms).
  */
 export type OutputEntry = [path: string, size: number, mtimeMs: number, ino: number, blob: string, blobSize: number, blobMtimeMs: number, blobIno: number];
 
