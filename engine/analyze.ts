@@ -11,6 +11,7 @@ import { makeLabel, parseDepRef, parsePattern, type Label } from './label.js';
 import { resolveIn } from './normal-path.js';
 import { rootStatOf, type RootStat } from './source-tree.js';
 import type { PackageDecl, Resources, VariantDecl, Workspace } from './load.js';
+import { wgOutClashes, type Clash, type ClashSide } from './wg-out-clash.js';
 
 export interface ConfiguredTarget {
   label: Label;
@@ -220,6 +221,37 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
   for (const { cycle, notes, variants } of cycles.values()) {
     const also = variants.length === 0 ? '' : ` (also in variant${variants.length > 1 ? 's' : ''} ${variants.map((v) => `"${v}"`).join(', ')})`;
     error(`dependency cycle: ${cycle.join(' -> ')}${also}`, notes[0]?.at, notes);
+  }
+
+  const declaredAt = (side: ClashSide): ReturnType<typeof ws.spans.value> => {
+    const pkg = side.target.package.name;
+    return side.entry ? ws.spans.value(['packages', pkg, side.entry.attr, side.entry.index]) : ws.spans.key(['packages', pkg]);
+  };
+  const whose = (side: ClashSide): string => {
+    if (!side.entry) return `the log of ${side.target.label}`;
+    const paths = side.target.rule.fileOutputs!.paths(side.target.package.attrs);
+    return `output "${String(paths[side.entry.index])}" of ${side.target.label}`;
+  };
+  // One error per pair of targets, at the first file they share: a package with many outputs would repeat it.
+  const pairs = new Map<string, { first: Clash; more: number }>();
+  for (const clash of wgOutClashes(targets.values())) {
+    const id = `${clash.first.target.label} ${clash.second.target.label}`;
+    const seen = pairs.get(id);
+    if (seen) seen.more++;
+    else pairs.set(id, { first: clash, more: 0 });
+  }
+  for (const { first: clash, more } of pairs.values()) {
+    const notes = [clash.first, clash.second].map((side) => {
+      const at = declaredAt(side);
+      return { message: whose(side), ...(at ? { at } : {}) };
+    });
+    const also = more === 0 ? '' : ` (and ${more} more file${more > 1 ? 's' : ''})`;
+    error(
+      `${clash.second.target.label} and ${clash.first.target.label} would both write wg-out/${clash.file}${also}: wg-out names a ` +
+        `target's files "<package>.<variant>.<file>", and the dots in these names make theirs the same; rename a package or a variant`,
+      declaredAt(clash.second),
+      notes,
+    );
   }
 
   configurer.checkEnvFolder();

@@ -25,13 +25,21 @@ export function wheelhouseDir(wgOut: string, facts: ToolchainFacts | null): stri
   return path.join(wgOut, 'wheelhouse', `py${major}${minor}`, acceleratorTag(facts), facts.python.platform);
 }
 
+/**
+ * The name a target's file has in `wg-out/out/` (`file` is an output's path) or `wg-out/logs/` (`file` is `log`).
+ * Names may hold dots, so two targets can be given one name: engine/wg-out-clash.ts finds them at analysis.
+ */
+export function flatName(pkg: string, variant: string, file: string): string {
+  return `${pkg}.${variant}.${file}`;
+}
+
 export function outputPath(wgOut: string, label: Label, facts: ToolchainFacts | null, out: StoredOutput): string {
   if (out.kind === 'wheel') return path.join(wheelhouseDir(wgOut, facts), path.basename(out.path));
   const { package: pkg, variant } = splitLabel(label);
-  return path.join(wgOut, 'out', `${pkg}.${variant}.${out.path}`);
+  return path.join(wgOut, 'out', flatName(pkg, variant, out.path));
 }
 
 export function logPath(wgOut: string, label: Label): string {
   const { package: pkg, variant } = splitLabel(label);
-  return path.join(wgOut, 'logs', `${pkg}.${variant}.log`);
+  return path.join(wgOut, 'logs', flatName(pkg, variant, 'log'));
 }

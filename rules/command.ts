@@ -33,6 +33,8 @@ export const commandRule: Rule<Attrs> = {
     },
   },
 
+  fileOutputs: { attr: 'outs', paths: (attrs) => attrs.outs ?? [] },
+
   plan(target: TargetInfo<Attrs>) {
     const cmd = typeof target.attrs.cmd === 'string' ? ['sh', '-c', target.attrs.cmd] : target.attrs.cmd;
     const outs = target.attrs.outs ?? [];

@@ -147,5 +147,10 @@ export interface Rule<Attrs = Record<string, unknown>> {
   deps?: 'direct' | 'transitive';
   /** Checks what the schema cannot, at load time; each problem is reported at the attribute's position. */
   check?(attrs: Attrs): AttrProblem[];
+  /**
+   * The paths of the `file` outputs a target declares, and the attribute listing them: what wg-out/out/ will hold
+   * of it, known before anything runs (engine/wg-out-clash.ts). Rules whose outputs are all wheels have none.
+   */
+  fileOutputs?: { attr: string; paths(attrs: Attrs): readonly unknown[] };
   plan(target: TargetInfo<Attrs>): ActionPlan;
 }

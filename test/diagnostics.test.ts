@@ -337,6 +337,52 @@ wg: 1 error in BUILD.yaml; nothing was built
     );
   });
 
+  it('two targets whose dotted names give them one file in wg-out are refused, once per pair, at both', async () => {
+    // //a.b:c and //a:b.c would share their log and their output; //p:x's y.txt and //p:x.y's txt are p.x.y.txt.
+    // zope.interface holds a dot too but clashes with nothing, and is not reported.
+    await expectMistakes(
+      `variants:
+  c: {}
+  b.c: {}
+  x: {}
+  x.y: {}
+packages:
+  a.b:
+    rule: command
+    cmd: echo
+    outs: [out.txt]
+    variants: [c]
+  zope.interface:
+    rule: command
+    cmd: echo
+    outs: [out.txt]
+    variants: [c]
+  a:
+    rule: command
+    cmd: echo
+    outs: [out.txt]
+    variants: [b.c]
+  p:
+    rule: command
+    cmd: echo
+    outs: [y.txt, txt]
+    variants: [x, x.y]
+`,
+      `BUILD.yaml:17:3: error: //a:b.c and //a.b:c would both write wg-out/logs/a.b.c.log (and 1 more file): wg-out names a target's files "<package>.<variant>.<file>", and the dots in these names make theirs the same; rename a package or a variant
+ 17 |   a:
+    |   ^
+  BUILD.yaml:7:3: the log of //a.b:c
+  BUILD.yaml:17:3: the log of //a:b.c
+BUILD.yaml:25:19: error: //p:x.y and //p:x would both write wg-out/out/p.x.y.txt: wg-out names a target's files "<package>.<variant>.<file>", and the dots in these names make theirs the same; rename a package or a variant
+ 25 |     outs: [y.txt, txt]
+    |                   ~~~
+  BUILD.yaml:25:12: output "y.txt" of //p:x
+  BUILD.yaml:25:19: output "txt" of //p:x.y
+wg: 2 errors in BUILD.yaml; nothing was built
+`,
+    );
+  });
+
   it('one file with many mistakes reports all of them, sorted by line, in one run', async () => {
     // Load-time and analysis-time mistakes interleave by line; entries with a mistake of their own (variant "cpu",
     // packages "b", "d") still have their references checked; "a" (unknown rule) is known, so "c" may name it.

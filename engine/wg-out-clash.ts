@@ -1,0 +1,48 @@
+// wg-out is flat (engine/outputs.ts): a target's files there are named "<package>.<variant>.<file>". Package and
+// variant names may hold dots (zope.interface, py3.11), so two targets can be given one name: //a.b:c and //a:b.c
+// would both write wg-out/logs/a.b.c.log, and whichever finished last would silently replace the other's file (and
+// the no-op snapshot would vouch for one of them). Found at analysis, before anything runs. When no name holds a dot
+// nothing can clash (the first two dots of a name split it), so most workspaces are not looked at any further.
+
+import type { ConfiguredTarget } from './analyze.js';
+import { flatName } from './outputs.js';
+
+/** Where a target's file is declared: an entry of its rule's outputs attribute, or (its log) the package itself. */
+export interface ClashSide {
+  target: ConfiguredTarget;
+  /** The attribute and index of the declared output; null for the log. */
+  entry: { attr: string; index: number } | null;
+}
+
+export interface Clash {
+  /** The file's path under wg-out, as a user would look for it. */
+  file: string;
+  first: ClashSide;
+  second: ClashSide;
+}
+
+/** Pairs of targets given the same file in wg-out/out/ or wg-out/logs/, in declaration order. */
+export function wgOutClashes(targets: Iterable<ConfiguredTarget>): Clash[] {
+  const all = [...targets];
+  if (!all.some((t) => t.package.name.includes('.') || t.variant.name.includes('.'))) return [];
+  const clashes: Clash[] = [];
+  const owners = new Map<string, ClashSide>();
+  const claim = (file: string, side: ClashSide): void => {
+    const first = owners.get(file);
+    if (first === undefined) owners.set(file, side);
+    else if (first.target !== side.target) clashes.push({ file, first, second: side });
+  };
+  for (const target of all) {
+    const pkg = target.package.name;
+    const variant = target.variant.name;
+    claim(`logs/${flatName(pkg, variant, 'log')}`, { target, entry: null });
+    const declared = target.rule.fileOutputs;
+    if (declared === undefined) continue;
+    const paths = declared.paths(target.package.attrs);
+    if (!Array.isArray(paths)) continue; // a mistake of its own, reported at load
+    paths.forEach((p, index) => {
+      if (typeof p === 'string') claim(`out/${flatName(pkg, variant, p)}`, { target, entry: { attr: declared.attr, index } });
+    });
+  }
+  return clashes;
+}
