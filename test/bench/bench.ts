@@ -8,6 +8,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WG_BIN } from '../rig.js';
+import { asBuildYaml, layeredDag } from './layered-dag.js';
+import { floorOnce, median, time } from './measure.js';
 
 const SIZES = (process.env['WG_BENCH_SIZES'] ?? '100,1000,10000').split(',').map(Number);
 // Nine: with five, the median of a paired ratio moved by a tenth between runs on this machine (the one-leaf change
@@ -15,17 +17,6 @@ const SIZES = (process.env['WG_BENCH_SIZES'] ?? '100,1000,10000').split(',').map
 const REPEATS = Number(process.env['WG_BENCH_REPEATS'] ?? 9);
 /** Sizes up to this one time REPEATS cold builds; a larger one takes minutes a build and times one. */
 const COLD_ROUNDS_UP_TO = 1000;
-const LAYERS = 10;
-const FANIN = 2;
-
-/** A small deterministic PRNG, so every run benchmarks the same graph. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
 
 interface Synthetic {
   dir: string;
@@ -43,55 +34,28 @@ interface Synthetic {
 function generate(n: number): Synthetic {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), `wg-bench-${n}-`));
   const dir = path.join(base, 'ws');
-  const rand = prng(n);
-  const perLayer = Math.ceil(n / LAYERS);
-  const names = Array.from({ length: n }, (_, i) => `t${String(i).padStart(5, '0')}`);
-  const lines = ['variants:', '  default: {}', 'packages:'];
   const inputs: string[] = [];
   const floorDirs: string[] = [];
-  names.forEach((name, i) => {
-    const layer = Math.floor(i / perLayer);
-    const deps: string[] = [];
-    if (layer > 0) {
-      const lo = (layer - 1) * perLayer;
-      for (let k = 0; k < FANIN; k++) deps.push(names[lo + Math.floor(rand() * perLayer)]!);
-    }
+  const dag = layeredDag(n);
+  dag.forEach(({ name }, i) => {
     const input = path.join(dir, 'src', name, 'input.txt');
     fs.mkdirSync(path.dirname(input), { recursive: true });
     fs.writeFileSync(input, `${name}\n`);
     inputs.push(input);
     floorDirs.push(path.join(base, 'floor', name));
     fs.mkdirSync(floorDirs[i]!, { recursive: true });
-    lines.push(`  ${name}:`, '    rule: command', `    source: src/${name}`, '    cmd: [cp, input.txt, out.txt]', '    outs: [out.txt]');
-    if (deps.length > 0) lines.push(`    deps: [${[...new Set(deps)].join(', ')}]`);
   });
-  fs.writeFileSync(path.join(dir, 'BUILD.yaml'), `${lines.join('\n')}\n`);
+  fs.writeFileSync(path.join(dir, 'BUILD.yaml'), asBuildYaml(dag));
   return { dir, cacheDir: path.join(base, 'cache'), inputs, leafInput: inputs[inputs.length - 1]!, floorDirs };
 }
 
-function time(argv: string[], cwd: string, env: Record<string, string> = {}): number {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(argv[0]!, argv.slice(1), { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr.toString()}`);
-  return ms;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-}
-
 /** One run of the floor: Node starting and stat-ing every input file and its folder. */
-function floorOnce(s: Synthetic): number {
-  const listFile = path.join(s.cacheDir, '..', 'inputs.json');
-  if (!fs.existsSync(listFile)) fs.writeFileSync(listFile, JSON.stringify(s.inputs));
-  const script = `const fs=require('fs');for(const f of JSON.parse(fs.readFileSync(${JSON.stringify(listFile)},'utf8'))){fs.statSync(require('path').dirname(f));fs.statSync(f)}`;
-  return time([process.execPath, '-e', script], s.dir);
+function floorOnceOf(s: Synthetic): number {
+  return floorOnce(s.inputs, path.join(s.cacheDir, '..', 'inputs.json'), s.dir);
 }
 
 function floorMs(s: Synthetic): number {
-  return median(Array.from({ length: REPEATS }, () => floorOnce(s)));
+  return median(Array.from({ length: REPEATS }, () => floorOnceOf(s)));
 }
 
 /**
@@ -103,7 +67,7 @@ function paired(s: Synthetic, measure: (i: number) => { ms: number; extraFloorMs
   const times: number[] = [];
   const ratios: number[] = [];
   for (let i = 0; i < REPEATS; i++) {
-    const floor = floorOnce(s);
+    const floor = floorOnceOf(s);
     const m = measure(i);
     times.push(m.ms);
     ratios.push(m.ms / (floor + (m.extraFloorMs ?? 0)));
