@@ -105,6 +105,10 @@ function ruleProblem(rule: unknown, known: Map<string, Rule>, origin: Map<string
     typeof r.plan === 'function' ? null : '"plan" (a function)',
   ].filter((m): m is string => m !== null);
   if (missing.length > 0) return `registerRule: rule "${r.kind}" needs ${missing.join(', ')}`;
+  const outs = r.fileOutputs as { attr?: unknown; paths?: unknown } | null | undefined;
+  if (outs !== undefined && (typeof outs !== 'object' || outs === null || typeof outs.attr !== 'string' || typeof outs.paths !== 'function')) {
+    return `registerRule: "fileOutputs" of rule "${r.kind}" must be { attr: the attribute's name, paths(attrs): a list }`;
+  }
   const common = new Set(commonPackageFieldNames());
   for (const [attr, spec] of Object.entries(r.attrs!)) {
     if (common.has(attr)) return `registerRule: rule "${r.kind}" declares attribute "${attr}", which every package already has`;

@@ -38,7 +38,12 @@ export function wgOutClashes(targets: Iterable<ConfiguredTarget>): Clash[] {
     claim(`logs/${flatName(pkg, variant, 'log')}`, { target, entry: null });
     const declared = target.rule.fileOutputs;
     if (declared === undefined) continue;
-    const paths = declared.paths(target.package.attrs);
+    let paths: readonly unknown[];
+    try {
+      paths = declared.paths(target.package.attrs);
+    } catch {
+      continue; // a plugin rule's own mistake: its files are still checked as the build puts them in place
+    }
     if (!Array.isArray(paths)) continue; // a mistake of its own, reported at load
     paths.forEach((p, index) => {
       if (typeof p === 'string') claim(`out/${flatName(pkg, variant, p)}`, { target, entry: { attr: declared.attr, index } });

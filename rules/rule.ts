@@ -149,7 +149,8 @@ export interface Rule<Attrs = Record<string, unknown>> {
   check?(attrs: Attrs): AttrProblem[];
   /**
    * The paths of the `file` outputs a target declares, and the attribute listing them: what wg-out/out/ will hold
-   * of it, known before anything runs (engine/wg-out-clash.ts). Rules whose outputs are all wheels have none.
+   * of it, known before anything runs (engine/wg-out-clash.ts). Rules whose outputs are all wheels have none; a
+   * rule with file outputs that leaves it out is not checked at analysis, only warned about as the build links them.
    */
   fileOutputs?: { attr: string; paths(attrs: Attrs): readonly unknown[] };
   plan(target: TargetInfo<Attrs>): ActionPlan;

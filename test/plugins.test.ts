@@ -146,7 +146,7 @@ packages:
 `,
       'plugins/no-default.mjs': 'export const name = "x";\n',
       'plugins/throws.mjs': 'export default { name: "thrower", setup() { throw new Error("no API key in the environment"); } };\n',
-      'plugins/bad-rule.mjs': 'export default { name: "bad", setup(api) { api.registerRule({ kind: "python_wheel", version: 1 }); api.registerRule({ kind: "odd", version: 1, doc: "", needsToolchain: false, attrs: { deps: { schema: { type: "string" }, doc: "" } }, plan() {} }); } };\n',
+      'plugins/bad-rule.mjs': 'export default { name: "bad", setup(api) { api.registerRule({ kind: "python_wheel", version: 1 }); api.registerRule({ kind: "odd", version: 1, doc: "", needsToolchain: false, attrs: { deps: { schema: { type: "string" }, doc: "" } }, plan() {} }); api.registerRule({ kind: "leaves", version: 1, doc: "", needsToolchain: false, attrs: {}, fileOutputs: { attr: "outs" }, plan() {} }); } };\n',
       'plugins/syntax.mjs': 'export default {\n',
       'plugins/text.mjs': RULE_PLUGIN,
     });
@@ -170,6 +170,9 @@ BUILD.yaml:5:5: error: plugin "plugins/bad-rule.mjs": registerRule: rule "python
 BUILD.yaml:5:5: error: plugin "plugins/bad-rule.mjs": registerRule: rule "odd" declares attribute "deps", which every package already has
  5 |   - plugins/bad-rule.mjs
    |     ~~~~~~~~~~~~~~~~~~~~
+BUILD.yaml:5:5: error: plugin "plugins/bad-rule.mjs": registerRule: "fileOutputs" of rule "leaves" must be { attr: the attribute's name, paths(attrs): a list }
+ 5 |   - plugins/bad-rule.mjs
+   |     ~~~~~~~~~~~~~~~~~~~~
 BUILD.yaml:6:5: error: plugin "../outside.mjs": must be a path inside the workspace, relative to it
  6 |   - ../outside.mjs
    |     ~~~~~~~~~~~~~~
@@ -182,7 +185,7 @@ BUILD.yaml:12:3: error: package "note" is missing the required field "text"
 BUILD.yaml:14:5: error: unknown field "txt" in package "note" (did you mean "text"?)
  14 |     txt: hello
     |     ~~~
-wg: 9 errors in BUILD.yaml; nothing was built
+wg: 10 errors in BUILD.yaml; nothing was built
 `,
       );
     } finally {
