@@ -310,7 +310,11 @@ export class Cas {
     } catch (e) {
       if (hasCode(e, 'EXDEV', 'EPERM', 'EMLINK', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS')) return this.put(file);
       if (!hasCode(e, 'EEXIST')) throw e;
-      // Taken: by an intact blob (kept, our file dropped) or by a damaged one, replaced through a temp name.
+      // Taken: by an intact blob (kept, our file dropped) or by a damaged one, replaced through a temp name. The
+      // intact one, known by the fingerprint recorded for it, is the usual case in an edit's build (a dependent
+      // rebuilt with the output it had), and is told here without the temp link, the promise-based install and
+      // the node:fs/promises it loads (~3 ms).
+      if (this.intact(digest, size, final)) return { digest, size };
       const tmp = join(this.tmpDir, `${hostTag()}-${process.pid}-${randomHex()}`);
       mkdirSync(this.tmpDir, { recursive: true });
       linkSync(file, tmp);
@@ -427,6 +431,13 @@ export class Cas {
     const st = await fsp.stat(final, { bigint: true });
     if (this.deferDurability) this.record(digest, { fp: statFingerprint(st), size });
     else await this.blobs.put(digest, { fp: statFingerprint(st), size });
+  }
+
+  /** The blob at `final` is a file with the fingerprint and size recorded for `digest`. */
+  private intact(digest: string, size: number, final: string): boolean {
+    const st = lstatSync(final, { bigint: true, throwIfNoEntry: false });
+    const rec = this.recorded(digest);
+    return st !== undefined && st.isFile() && rec !== undefined && rec.fp === statFingerprint(st) && rec.size === size;
   }
 
   private async existingIsValid(digest: string, size: number, final: string): Promise<boolean> {

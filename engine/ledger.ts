@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Listener } from './events.js';
 import { groupMembers, listProcesses, processGroups, readProcStat, signalGroup, waitGroupGone } from './process-group.js';
+import { removeFile } from './remove-file.js';
 
 interface Owner {
   pid: number;
@@ -129,7 +130,7 @@ class Journal {
     fs.closeSync(this.fd);
     this.fd = null;
     // Groups that would not die stay listed for the next wg to try again.
-    if (this.live.size === 0) fs.rmSync(this.file, { force: true });
+    if (this.live.size === 0) removeFile(this.file);
   }
 }
 
@@ -192,7 +193,7 @@ export class Ledger {
         const owner = { pid: Number(named[1]), startTime: Number(named[2]) };
         if (file === this.journal.file || (owner.startTime > 0 && alive(owner))) continue;
         const j = replay(text);
-        if (j === null) fs.rmSync(file, { force: true });
+        if (j === null) removeFile(file);
         else if (orphaned(j.header.owner, j.header.bootId)) dead.push({ file, ...j });
         continue;
       }
@@ -200,7 +201,7 @@ export class Ledger {
         const entry = JSON.parse(text) as Entry;
         if (orphaned(entry.owner, entry.bootId)) oldEntries.push({ file, entry });
       } catch {
-        fs.rmSync(file, { force: true });
+        removeFile(file);
       }
     }
     if (dead.length === 0 && oldEntries.length === 0) return 0;
@@ -225,7 +226,7 @@ export class Ledger {
     for (const j of dead) {
       // A group that would not die stays listed, so the next wg tries again.
       const left = mayStay.get(j.file)!.filter((pgid) => !gone.has(pgid));
-      if (left.length === 0) fs.rmSync(j.file, { force: true });
+      if (left.length === 0) removeFile(j.file);
       else fs.writeFileSync(j.file, JSON.stringify(j.header) + '\n' + left.map((pgid) => `+${pgid} ${j.live.get(pgid)}\n`).join(''));
     }
     for (const o of oldEntries) if (mayStay.get(o.file)!.every((pgid) => gone.has(pgid))) fs.rmSync(o.file, { force: true });

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { hashFileSync } from '../cache/file-hash.js';
 import type { StatTuple } from './inputs.js';
+import { removeFile } from './remove-file.js';
 import { applyOutputs, applyTargets, dropDelta, readDelta, type SnapshotDelta } from './snapshot-delta.js';
 
 export const SNAPSHOT_VERSION = 7;
@@ -168,7 +169,7 @@ export function fingerprint(p: string): [size: number, mtimeMs: number, ino: num
 
 /** Removes the snapshot: called before any full build, so only a completed build can leave one behind. */
 export function dropSnapshot(cacheDir: string, root: string): void {
-  fs.rmSync(snapshotPath(cacheDir, root), { force: true });
+  removeFile(snapshotPath(cacheDir, root));
 }
 
 /**

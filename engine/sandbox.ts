@@ -26,6 +26,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Worker } from 'node:worker_threads';
+import { removeFile } from './remove-file.js';
 
 const FIXED = ['home', 'tmp', 'out', 'deps'];
 /** Kept emptied when the action left it, but never made: only an action with a source gets it. */
@@ -460,14 +461,15 @@ export class Sandboxes {
       }
       this.idle.push(dir);
     }
-    const idle = [
-      ...this.keepForNextBuild(this.idle.splice(0), this.spares.splice(0)),
-      ...this.spareFiles.splice(0),
-      ...waiting.map((w) => w.dir),
-    ];
+    const idle = [...this.keepForNextBuild(this.idle.splice(0), this.spares.splice(0)), ...waiting.map((w) => w.dir)];
+    const spareFiles = this.spareFiles.splice(0);
     if (this.worker) {
       this.worker.ref();
-      this.worker.postMessage({ close: true, remove: idle });
-    } else for (const dir of idle) fs.rmSync(dir, { recursive: true, force: true });
+      this.worker.postMessage({ close: true, remove: [...idle, ...spareFiles] });
+    } else {
+      // An edit's build: its spare files an unlink each, without loading rimraf for them (engine/remove-file.ts).
+      for (const file of spareFiles) removeFile(file);
+      for (const dir of idle) fs.rmSync(dir, { recursive: true, force: true });
+    }
   }
 }

@@ -8,6 +8,7 @@
 
 import * as fs from 'node:fs';
 import type { OutputEntry } from './noop-snapshot.js';
+import { removeFile } from './remove-file.js';
 
 const DELTA_VERSION = 1;
 
@@ -50,7 +51,7 @@ export function writeDelta(snapshotFile: string, delta: Omit<SnapshotDelta, 'v'>
 }
 
 export function dropDelta(snapshotFile: string): void {
-  fs.rmSync(deltaPath(snapshotFile), { force: true });
+  removeFile(deltaPath(snapshotFile));
 }
 
 /** `outputs` (the full list of build `base`) with the delta's changes applied. */

@@ -15,6 +15,7 @@ import type { InputSet } from './inputs.js';
 import type { Label } from './label.js';
 import type { LastBuilds, PlannedLookup } from './last-build.js';
 import { logPath, OUT_DIR, outputPath } from './outputs.js';
+import { removeFile } from './remove-file.js';
 import { Sandboxes } from './sandbox.js';
 import type { Grant, Job } from './scheduler.js';
 
@@ -90,7 +91,7 @@ export class TargetRunner {
     for (const f of last.files) {
       if (typeof f !== 'string' || !f.startsWith(this.wgOut + path.sep)) continue;
       const owner = this.materialized.get(f);
-      if (owner === undefined || owner === label) fs.rmSync(f, { force: true });
+      if (owner === undefined || owner === label) removeFile(f);
     }
   }
 
@@ -139,7 +140,7 @@ export class TargetRunner {
     const p = this.o.planned.get(job.label)!;
     const log = logPath(this.wgOut, job.label);
     emit({ type: 'started', label: job.label, key: p.key, mnemonic: p.plan.mnemonic, cpus: grant.cpus, gpus: grant.gpus, deps: p.target.deps, logPath: log });
-    if (fs.existsSync(log)) fs.rmSync(log, { force: true });
+    removeFile(log);
     this.forgetOutputs(job.label);
     const t0 = Date.now();
     // Stats from before the key's inputs were read, compared again before the result is stored.

@@ -3,7 +3,9 @@
 // path's; anything else it cannot vouch for (BUILD.yaml, a new file) goes down the full path.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -121,6 +123,27 @@ describe('incremental path', () => {
     assert.deepEqual(statuses(r), { '//a:cpu': 'cached', '//b:cpu': 'cached', '//c:cpu': 'built' });
     assert.equal(out(ws, 'c'), 'c patched twice\n');
     await fullPathAgrees(ws);
+  });
+
+  test("an edit's build loads neither node:fs/promises nor Node 20's JavaScript rimraf, a dependent's unchanged output included", async () => {
+    // //b's output does not change when //a's does: its blob is there already (cas.ts adopt, "taken").
+    const ws = await fresh();
+    // Outside the workspace: a file added there would be a change.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'wg-probe-'));
+    const probe = path.join(dir, 'modules-probe.cjs');
+    fs.writeFileSync(
+      probe,
+      "process.on('exit', () => process.stderr.write(`loaded: ${['NativeModule internal/fs/promises', 'NativeModule internal/fs/rimraf'].filter((m) => process.moduleLoadList.includes(m)).join(', ') || 'neither'}\\n`));\n",
+    );
+    ws.write('src/a/in.txt', 'a edited\n');
+    const r = (await ws.build([], { env: { NODE_OPTIONS: `--require ${probe}` } })) as Json;
+    assert.equal(r.incremental, true);
+    assert.deepEqual(statuses(r), { '//a:cpu': 'built', '//b:cpu': 'built', '//c:cpu': 'cached' });
+    assert.match(r.stderr, /^loaded: neither$/m);
+    // What the probe says of a process that does load them, so that "neither" above is not the probe failing.
+    const control = spawnSync(process.execPath, ['--require', probe, '-e', "require('fs').rmSync('/nonexistent', { force: true }); require('fs').promises"], { encoding: 'utf8' });
+    assert.equal(control.stderr, 'loaded: NativeModule internal/fs/promises, NativeModule internal/fs/rimraf\n');
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   test('the same bytes written again rebuild nothing, and the build after is a snapshot no-op', async () => {
