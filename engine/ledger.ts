@@ -229,7 +229,7 @@ export class Ledger {
       if (left.length === 0) removeFile(j.file);
       else fs.writeFileSync(j.file, JSON.stringify(j.header) + '\n' + left.map((pgid) => `+${pgid} ${j.live.get(pgid)}\n`).join(''));
     }
-    for (const o of oldEntries) if (mayStay.get(o.file)!.every((pgid) => gone.has(pgid))) fs.rmSync(o.file, { force: true });
+    for (const o of oldEntries) if (mayStay.get(o.file)!.every((pgid) => gone.has(pgid))) removeFile(o.file);
     return reaped.length;
   }
 
