@@ -312,8 +312,8 @@ export class Cas {
       if (!hasCode(e, 'EEXIST')) throw e;
       // Taken: by an intact blob (kept, our file dropped) or by a damaged one, replaced through a temp name. The
       // intact one, known by the fingerprint recorded for it, is the usual case in an edit's build (a dependent
-      // rebuilt with the output it had), and is told here without the temp link, the promise-based install and
-      // the node:fs/promises it loads (~3 ms).
+      // rebuilt with the output it had), and is told here without the temp link, the promise-based install (five
+      // trips to the thread pool) and node:fs/promises, whose first use loads readline and rimraf (~1.5-2 ms).
       if (this.intact(digest, size, final)) return { digest, size };
       const tmp = join(this.tmpDir, `${hostTag()}-${process.pid}-${randomHex()}`);
       mkdirSync(this.tmpDir, { recursive: true });
