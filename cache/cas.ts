@@ -314,7 +314,8 @@ export class Cas {
       // intact one, known by the fingerprint recorded for it, is the usual case in an edit's build (a dependent
       // rebuilt with the output it had), and is told here without the temp link, the promise-based install (five
       // trips to the thread pool) and node:fs/promises, whose first use loads readline and rimraf (~1.5-2 ms).
-      if (this.intact(digest, size, final)) return { digest, size };
+      const taken = lstatSync(final, { bigint: true, throwIfNoEntry: false });
+      if (taken !== undefined && this.matchesRecord(digest, size, taken)) return { digest, size };
       const tmp = join(this.tmpDir, `${hostTag()}-${process.pid}-${randomHex()}`);
       mkdirSync(this.tmpDir, { recursive: true });
       linkSync(file, tmp);
@@ -433,11 +434,10 @@ export class Cas {
     else await this.blobs.put(digest, { fp: statFingerprint(st), size });
   }
 
-  /** The blob at `final` is a file with the fingerprint and size recorded for `digest`. */
-  private intact(digest: string, size: number, final: string): boolean {
-    const st = lstatSync(final, { bigint: true, throwIfNoEntry: false });
+  /** `st` (an lstat) is of a file with the fingerprint and size recorded for `digest`: the blob is intact. */
+  private matchesRecord(digest: string, size: number, st: BigIntStats): boolean {
     const rec = this.recorded(digest);
-    return st !== undefined && st.isFile() && rec !== undefined && rec.fp === statFingerprint(st) && rec.size === size;
+    return st.isFile() && rec !== undefined && rec.fp === statFingerprint(st) && rec.size === size;
   }
 
   private async existingIsValid(digest: string, size: number, final: string): Promise<boolean> {
@@ -449,8 +449,7 @@ export class Cas {
       throw e;
     }
     if (!st.isFile()) return false;
-    const rec = this.recorded(digest);
-    if (rec && rec.fp === statFingerprint(st) && rec.size === size) return true;
+    if (this.matchesRecord(digest, size, st)) return true;
     const h = await hashFile(final);
     return h.digest === digest && h.size === size;
   }

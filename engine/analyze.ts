@@ -227,14 +227,11 @@ export function analyze(ws: Workspace, rules: ReadonlyMap<string, Rule>): Analys
     const pkg = side.target.package.name;
     return side.entry ? ws.spans.value(['packages', pkg, side.entry.attr, side.entry.index]) : ws.spans.key(['packages', pkg]);
   };
-  const whose = (side: ClashSide): string => {
-    if (!side.entry) return `the log of ${side.target.label}`;
-    const paths = side.target.rule.fileOutputs!.paths(side.target.package.attrs);
-    return `output "${String(paths[side.entry.index])}" of ${side.target.label}`;
-  };
+  const whose = (side: ClashSide): string =>
+    side.entry ? `output "${side.entry.path}" of ${side.target.label}` : `the log of ${side.target.label}`;
   // One error per pair of targets, at the first file they share: a package with many outputs would repeat it.
   const pairs = new Map<string, { first: Clash; more: number }>();
-  for (const clash of wgOutClashes(targets.values())) {
+  for (const clash of wgOutClashes(targets)) {
     const id = `${clash.first.target.label} ${clash.second.target.label}`;
     const seen = pairs.get(id);
     if (seen) seen.more++;

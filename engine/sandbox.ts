@@ -467,15 +467,8 @@ export class Sandboxes {
       this.worker.ref();
       this.worker.postMessage({ close: true, remove: [...idle, ...spareFiles] });
     } else {
-      // An edit's build: its spare files an unlink each, without loading rimraf for them (engine/remove-file.ts);
-      // should one have become anything else meanwhile, it goes as the folders do.
-      for (const file of spareFiles) {
-        try {
-          removeFile(file);
-        } catch {
-          fs.rmSync(file, { recursive: true, force: true });
-        }
-      }
+      // An edit's build: its spare files (wg's own, moved out of src/) an unlink each, without loading rimraf.
+      for (const file of spareFiles) removeFile(file);
       for (const dir of idle) fs.rmSync(dir, { recursive: true, force: true });
     }
   }

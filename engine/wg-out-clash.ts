@@ -5,13 +5,14 @@
 // nothing can clash (the first two dots of a name split it), so most workspaces are not looked at any further.
 
 import type { ConfiguredTarget } from './analyze.js';
+import type { Label } from './label.js';
 import { flatName } from './outputs.js';
 
 /** Where a target's file is declared: an entry of its rule's outputs attribute, or (its log) the package itself. */
 export interface ClashSide {
   target: ConfiguredTarget;
-  /** The attribute and index of the declared output; null for the log. */
-  entry: { attr: string; index: number } | null;
+  /** The declared output: its attribute, index there and path; null for the log. */
+  entry: { attr: string; index: number; path: string } | null;
 }
 
 export interface Clash {
@@ -22,9 +23,10 @@ export interface Clash {
 }
 
 /** Pairs of targets given the same file in wg-out/out/ or wg-out/logs/, in declaration order. */
-export function wgOutClashes(targets: Iterable<ConfiguredTarget>): Clash[] {
-  const all = [...targets];
-  if (!all.some((t) => t.package.name.includes('.') || t.variant.name.includes('.'))) return [];
+export function wgOutClashes(targets: ReadonlyMap<Label, ConfiguredTarget>): Clash[] {
+  let dotted = false;
+  for (const t of targets.values()) dotted ||= t.package.name.includes('.') || t.variant.name.includes('.');
+  if (!dotted) return [];
   const clashes: Clash[] = [];
   const owners = new Map<string, ClashSide>();
   const claim = (file: string, side: ClashSide): void => {
@@ -32,7 +34,7 @@ export function wgOutClashes(targets: Iterable<ConfiguredTarget>): Clash[] {
     if (first === undefined) owners.set(file, side);
     else if (first.target !== side.target) clashes.push({ file, first, second: side });
   };
-  for (const target of all) {
+  for (const target of targets.values()) {
     const pkg = target.package.name;
     const variant = target.variant.name;
     claim(`logs/${flatName(pkg, variant, 'log')}`, { target, entry: null });
@@ -46,7 +48,7 @@ export function wgOutClashes(targets: Iterable<ConfiguredTarget>): Clash[] {
     }
     if (!Array.isArray(paths)) continue; // a mistake of its own, reported at load
     paths.forEach((p, index) => {
-      if (typeof p === 'string') claim(`out/${flatName(pkg, variant, p)}`, { target, entry: { attr: declared.attr, index } });
+      if (typeof p === 'string') claim(`out/${flatName(pkg, variant, p)}`, { target, entry: { attr: declared.attr, index, path: p } });
     });
   }
   return clashes;

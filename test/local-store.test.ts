@@ -456,6 +456,33 @@ test('adopt links a file with one name into the CAS, and copies one that has ano
   assert.equal(statSync(outside).mode, modeBefore);
 });
 
+test('adopt into a taken name keeps an intact blob as it is and replaces a damaged one', async (t) => {
+  const root = tempDir(t);
+  const store = LocalStore.open(join(root, 'cache'));
+  t.after(() => store.close());
+  const first = join(root, 'first.txt');
+  writeFileSync(first, 'same output\n');
+  const a = await store.adoptBlob(first);
+  const blob = store.blobPath(a.digest);
+  const inode = statSync(blob).ino;
+
+  // A dependent rebuilt with the output it had: the blob is kept (same inode), the new copy left to its sandbox.
+  const again = join(root, 'again.txt');
+  writeFileSync(again, 'same output\n');
+  assert.deepEqual(await store.adoptBlob(again), a);
+  assert.equal(statSync(blob).ino, inode);
+  assert.notEqual(statSync(again).ino, inode);
+
+  // Written through a link since (its fingerprint moved): replaced by the new copy, whose bytes are the digest's.
+  chmodSync(blob, 0o644);
+  writeFileSync(blob, 'SAME OUTPUT\n');
+  const third = join(root, 'third.txt');
+  writeFileSync(third, 'same output\n');
+  assert.deepEqual(await store.adoptBlob(third), a);
+  assert.equal(readFileSync(blob, 'utf8'), 'same output\n');
+  assert.notEqual(statSync(blob).ino, inode);
+});
+
 test('adopt copies a symlink output without touching what it points at, and links a file too large for one read', async (t) => {
   const root = tempDir(t);
   const store = LocalStore.open(join(root, 'cache'));

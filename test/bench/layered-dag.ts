@@ -5,7 +5,7 @@
 const LAYERS = 10;
 const FANIN = 2;
 
-/** A small deterministic PRNG, so every run benchmarks the same graph. */
+/** A small deterministic PRNG, so every run benchmarks the same graph (schedule-bench.ts draws its own with it). */
 export function prng(seed: number): () => number {
   let s = seed >>> 0;
   return () => {

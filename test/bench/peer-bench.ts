@@ -67,7 +67,7 @@ function writeTurboWorkspace(dir: string, dag: DagNode[]): void {
 
 /** turbo's summary of a run: how many of the tasks came from its cache. */
 function turboCached(turbo: string[], dir: string): string {
-  const r = spawnSync(turbo[0]!, [...turbo.slice(1)], { cwd: dir, env: { ...process.env, ...TURBO_ENV }, encoding: 'utf8' });
+  const r = spawnSync(turbo[0]!, turbo.slice(1), { cwd: dir, env: { ...process.env, ...TURBO_ENV }, encoding: 'utf8' });
   return /Cached:\s+(\d+ cached, \d+ total)/.exec(r.stdout)?.[1] ?? `no summary (exit ${r.status}): ${r.stderr.slice(-300)}`;
 }
 

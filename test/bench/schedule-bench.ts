@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { WG_BIN } from '../rig.js';
+import { prng } from './layered-dag.js';
 
 interface Node {
   name: string;
@@ -24,15 +25,6 @@ interface Scenario {
   nodes: Node[];
   cpuSlots: number;
   gpuSlots: number;
-}
-
-/** A small deterministic PRNG, so every run benchmarks the same graphs. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
 }
 
 /** One long chain declared (and so readied) after many short independent targets: FIFO starts the chain last. */
