@@ -12,6 +12,7 @@ import { hashFileSync } from '../cache/file-hash.js';
 import type { StatTuple } from './inputs.js';
 import { removeFile } from './remove-file.js';
 import { applyOutputs, applyTargets, dropDelta, readDelta, type SnapshotDelta } from './snapshot-delta.js';
+import { STAT_FIELDS, statMany } from './stat-many.js';
 
 export const SNAPSHOT_VERSION = 7;
 /** A file changed less than this before it was read might change again within the same timestamp tick. */
@@ -60,21 +61,22 @@ function msOf(ns: string): number {
 }
 
 /**
- * Whether `p` is still the file or folder `recorded` (a missing one is still missing). Compared as a number
- * `Stats` has it: at 1000 targets, 2000 BigIntStats and the four strings made of each were a sixth of the check and
- * most of its garbage. The times are the doubles Node computes from seconds and nanoseconds, so an unchanged file
- * compares equal; they resolve ~0.25 µs, and a file changed that close to its recorded time is racy, checked by
- * content anyway.
+ * Whether the path whose numbers are the `i`th of `stats` (statMany's) is still the file or folder `recorded` (a
+ * missing one is still missing). Compared as a number `Stats` has them: at 1000 targets, 2000 BigIntStats and the
+ * four strings made of each were a sixth of the check and most of its garbage. The times are the doubles Node
+ * computes from seconds and nanoseconds, so an unchanged file compares equal; they resolve ~0.25 µs, and a file
+ * changed that close to its recorded time is racy, checked by content anyway.
  */
-function unmoved(p: string, recorded: StatTuple | null): boolean {
-  let st: fs.Stats | undefined;
-  try {
-    st = fs.statSync(p, { throwIfNoEntry: false });
-  } catch {
-    st = undefined; // unreadable counts as gone
-  }
-  if (st === undefined || recorded === null) return st === undefined && recorded === null;
-  return sameFile(st, Number(recorded[0]), msOf(recorded[1]), Number(recorded[3])) && st.ctimeMs === msOf(recorded[2]);
+function unmoved(stats: Float64Array, i: number, recorded: StatTuple | null): boolean {
+  const at = i * STAT_FIELDS;
+  const gone = stats[at]! < 0;
+  if (gone || recorded === null) return gone && recorded === null;
+  return (
+    stats[at] === Number(recorded[0]) &&
+    stats[at + 1] === msOf(recorded[1]) &&
+    stats[at + 3] === Number(recorded[3]) &&
+    stats[at + 2] === msOf(recorded[2])
+  );
 }
 
 /**
@@ -327,18 +329,29 @@ export function checkSnapshot(args: SnapshotArgs): SnapshotCheck | null {
   if (snapshot.envHash !== envHash(snapshot.envNames)) return null;
   // A list damaged into something else would check nothing and answer a no-op.
   if (![snapshot.files, snapshot.digests, snapshot.dirs, snapshot.outputDirs].every(Array.isArray)) return null;
-  const fileAt = new Map<string, number>();
   const recorded = snapshot.files;
-  for (let i = 0; i < recorded.length; i++) if (!unmoved(recorded[i]![0], recorded[i]![1])) fileAt.set(recorded[i]![0], i);
+  const { dirs: recordedDirs, outputDirs } = snapshot;
+  // Every path in one call: the addon's, when it is there (engine/stat-many.ts).
+  const paths: string[] = [];
+  for (const [p] of recorded) paths.push(p);
+  for (const [p] of recordedDirs) paths.push(p);
+  for (const [p] of outputDirs) paths.push(p);
+  const stats = statMany(paths);
+  const fileAt = new Map<string, number>();
+  for (let i = 0; i < recorded.length; i++) if (!unmoved(stats, i, recorded[i]![1])) fileAt.set(recorded[i]![0], i);
   for (const [p, digest] of snapshot.digests) {
     if (!fileAt.has(p) && digestMoved(p, digest)) fileAt.set(p, recorded.findIndex(([q]) => q === p));
   }
   const files = [...fileAt.keys()];
   const dirAt = new Map<string, number>();
-  for (let i = 0; i < snapshot.dirs.length; i++) if (!unmoved(snapshot.dirs[i]![0], snapshot.dirs[i]![1])) dirAt.set(snapshot.dirs[i]![0], i);
+  for (let i = 0; i < recordedDirs.length; i++) if (!unmoved(stats, recorded.length + i, recordedDirs[i]![1])) dirAt.set(recordedDirs[i]![0], i);
   const dirs = [...dirAt.keys()];
   const changed = new Set<string>();
-  for (const [p, st] of snapshot.outputDirs) if (st === null || !unmoved(p, st)) changed.add(p);
+  const outputsFrom = recorded.length + recordedDirs.length;
+  for (let i = 0; i < outputDirs.length; i++) {
+    const [p, st] = outputDirs[i]!;
+    if (st === null || !unmoved(stats, outputsFrom + i, st)) changed.add(p);
+  }
   if (files.length + dirs.length > 0) {
     // What a damaged snapshot names is no path at all: the full path answers (and writes a good snapshot).
     if (!files.every((p) => typeof p === 'string') || !dirs.every((p) => typeof p === 'string')) return null;
