@@ -331,11 +331,13 @@ export function checkSnapshot(args: SnapshotArgs): SnapshotCheck | null {
   if (![snapshot.files, snapshot.digests, snapshot.dirs, snapshot.outputDirs].every(Array.isArray)) return null;
   const recorded = snapshot.files;
   const { dirs: recordedDirs, outputDirs } = snapshot;
-  // Every path in one call: the addon's, when it is there (engine/stat-many.ts).
-  const paths: string[] = [];
-  for (const [p] of recorded) paths.push(p);
-  for (const [p] of recordedDirs) paths.push(p);
-  for (const [p] of outputDirs) paths.push(p);
+  // Every path in one call: the addon's, when it is there (engine/stat-many.ts). Indexed loops: in a Node just
+  // started, iterating and destructuring 2000 entries took ~3 ms.
+  const paths = new Array<string>(recorded.length + recordedDirs.length + outputDirs.length);
+  let n = 0;
+  for (let i = 0; i < recorded.length; i++) paths[n++] = recorded[i]![0];
+  for (let i = 0; i < recordedDirs.length; i++) paths[n++] = recordedDirs[i]![0];
+  for (let i = 0; i < outputDirs.length; i++) paths[n++] = outputDirs[i]![0];
   const stats = statMany(paths);
   const fileAt = new Map<string, number>();
   for (let i = 0; i < recorded.length; i++) if (!unmoved(stats, i, recorded[i]![1])) fileAt.set(recorded[i]![0], i);
