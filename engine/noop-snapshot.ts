@@ -257,7 +257,9 @@ function restoreOutputs(snapshot: Snapshot, file: string, changed: Set<string>):
   if (outputs === null) return false;
   // Folders this pass made are known to be empty: their files need no lstat to be known missing.
   const state = new Map<string, 'made' | 'existed'>();
-  for (const [dest, size, mtimeMs, ino, blob, blobSize, blobMtimeMs, blobIno] of outputs) {
+  const missing: OutputEntry[] = [];
+  for (const entry of outputs) {
+    const dest = entry[0];
     const dir = path.dirname(dest);
     if (!changed.has(dir)) continue;
     let known = state.get(dir);
@@ -269,17 +271,20 @@ function restoreOutputs(snapshot: Snapshot, file: string, changed: Set<string>):
     if (known === 'existed') {
       const st = fs.lstatSync(dest, { throwIfNoEntry: false });
       if (st !== undefined) {
-        if (!sameFile(st, size, mtimeMs, ino)) return false;
+        if (!sameFile(st, entry[1], entry[2], entry[3])) return false;
         continue;
       }
     }
-    let blobSt: fs.Stats | undefined;
-    try {
-      blobSt = fs.statSync(blob, { throwIfNoEntry: false });
-    } catch {
-      return false;
-    }
-    if (!sameFile(blobSt, blobSize, blobMtimeMs, blobIno)) return false;
+    missing.push(entry);
+  }
+  // The blobs' stats in one call (engine/stat-many.ts): a thousand targets' restore stats two thousand.
+  const blobs = new Array<string>(missing.length);
+  for (let i = 0; i < missing.length; i++) blobs[i] = missing[i]![4];
+  const stats = statMany(blobs);
+  for (let i = 0; i < missing.length; i++) {
+    const [dest, , , , blob, blobSize, blobMtimeMs, blobIno] = missing[i]!;
+    const at = i * STAT_FIELDS;
+    if (stats[at]! < 0 || stats[at] !== blobSize || stats[at + 1] !== blobMtimeMs || stats[at + 3] !== blobIno) return false;
     try {
       fs.linkSync(blob, dest);
     } catch {
