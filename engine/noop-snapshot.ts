@@ -12,7 +12,7 @@ import { hashFileSync } from '../cache/file-hash.js';
 import type { StatTuple } from './inputs.js';
 import { removeFile } from './remove-file.js';
 import { applyOutputs, applyTargets, dropDelta, readDelta, type SnapshotDelta } from './snapshot-delta.js';
-import { STAT_FIELDS, statMany } from './stat-many.js';
+import { STAT_FIELDS, statMany, unmovedMany } from './stat-many.js';
 
 export const SNAPSHOT_VERSION = 7;
 /** A file changed less than this before it was read might change again within the same timestamp tick. */
@@ -52,31 +52,6 @@ export interface Snapshot {
   outputDirs: [string, StatTuple | null][];
   /** What the full path printed on stderr for a no-op, with `{seconds}` where the time goes. */
   lines: string[];
-}
-
-/** Node's msFromTimeSpec (how a number `Stats` gets mtimeMs and ctimeMs), from the nanoseconds a StatTuple holds. */
-function msOf(ns: string): number {
-  const cut = ns.length - 9;
-  return cut > 0 ? Number(ns.slice(0, cut)) * 1e3 + Number(ns.slice(cut)) / 1e6 : Number(ns) / 1e6;
-}
-
-/**
- * Whether the path whose numbers are the `i`th of `stats` (statMany's) is still the file or folder `recorded` (a
- * missing one is still missing). Compared as a number `Stats` has them: at 1000 targets, 2000 BigIntStats and the
- * four strings made of each were a sixth of the check and most of its garbage. The times are the doubles Node
- * computes from seconds and nanoseconds, so an unchanged file compares equal; they resolve ~0.25 µs, and a file
- * changed that close to its recorded time is racy, checked by content anyway.
- */
-function unmoved(stats: Float64Array, i: number, recorded: StatTuple | null): boolean {
-  const at = i * STAT_FIELDS;
-  const gone = stats[at]! < 0;
-  if (gone || recorded === null) return gone && recorded === null;
-  return (
-    stats[at] === Number(recorded[0]) &&
-    stats[at + 1] === msOf(recorded[1]) &&
-    stats[at + 3] === Number(recorded[3]) &&
-    stats[at + 2] === msOf(recorded[2])
-  );
 }
 
 /**
@@ -336,28 +311,23 @@ export function checkSnapshot(args: SnapshotArgs): SnapshotCheck | null {
   if (![snapshot.files, snapshot.digests, snapshot.dirs, snapshot.outputDirs].every(Array.isArray)) return null;
   const recorded = snapshot.files;
   const { dirs: recordedDirs, outputDirs } = snapshot;
-  // Every path in one call: the addon's, when it is there (engine/stat-many.ts). Indexed loops: in a Node just
-  // started, iterating and destructuring 2000 entries took ~3 ms.
-  const paths = new Array<string>(recorded.length + recordedDirs.length + outputDirs.length);
-  let n = 0;
-  for (let i = 0; i < recorded.length; i++) paths[n++] = recorded[i]![0];
-  for (let i = 0; i < recordedDirs.length; i++) paths[n++] = recordedDirs[i]![0];
-  for (let i = 0; i < outputDirs.length; i++) paths[n++] = outputDirs[i]![0];
-  const stats = statMany(paths);
+  // Each list in one call: the addon's, when it is there (engine/stat-many.ts).
+  const filesHeld = unmovedMany(recorded);
   const fileAt = new Map<string, number>();
-  for (let i = 0; i < recorded.length; i++) if (!unmoved(stats, i, recorded[i]![1])) fileAt.set(recorded[i]![0], i);
+  for (let i = 0; i < recorded.length; i++) if (!filesHeld[i]) fileAt.set(recorded[i]![0], i);
   for (const [p, digest] of snapshot.digests) {
     if (!fileAt.has(p) && digestMoved(p, digest)) fileAt.set(p, recorded.findIndex(([q]) => q === p));
   }
   const files = [...fileAt.keys()];
   const dirAt = new Map<string, number>();
-  for (let i = 0; i < recordedDirs.length; i++) if (!unmoved(stats, recorded.length + i, recordedDirs[i]![1])) dirAt.set(recordedDirs[i]![0], i);
+  const dirsHeld = unmovedMany(recordedDirs);
+  for (let i = 0; i < recordedDirs.length; i++) if (!dirsHeld[i]) dirAt.set(recordedDirs[i]![0], i);
   const dirs = [...dirAt.keys()];
   const changed = new Set<string>();
-  const outputsFrom = recorded.length + recordedDirs.length;
+  const outputsHeld = unmovedMany(outputDirs);
   for (let i = 0; i < outputDirs.length; i++) {
     const [p, st] = outputDirs[i]!;
-    if (st === null || !unmoved(stats, outputsFrom + i, st)) changed.add(p);
+    if (st === null || !outputsHeld[i]) changed.add(p);
   }
   if (files.length + dirs.length > 0) {
     // What a damaged snapshot names is no path at all: the full path answers (and writes a good snapshot).

@@ -9,7 +9,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadNativeStat, STAT_FIELDS, statMany } from '../engine/stat-many.js';
+import type { StatTuple } from '../engine/inputs.js';
+import { loadNativeStat, STAT_FIELDS, statMany, unmovedMany, type RecordedStat } from '../engine/stat-many.js';
 import { REPO, statuses, TempWorkspace, type BuildJson } from './rig.js';
 
 const DIST = path.join(REPO, 'dist');
@@ -95,6 +96,60 @@ describe('native batch stat', () => {
       const number = fs.statSync(f);
       assert.deepEqual(row(fast, i), [0, number.mtimeMs, number.ctimeMs, number.ino], `${f} at ${times[i]} ns`);
     });
+  });
+
+  test('whether recorded stats still hold: the addon and JavaScript agree, and the addon alone sees a change under a microsecond', () => {
+    const d = tempDir();
+    const at = (name: string): string => path.join(d, name);
+    const tuple = (p: string): StatTuple => {
+      const st = fs.statSync(p, { bigint: true });
+      return [String(st.size), String(st.mtimeNs), String(st.ctimeNs), String(st.ino)];
+    };
+    for (const name of ['same', 'grown', 'touched', 'replaced', 'appeared', 'sub-µs']) fs.writeFileSync(at(name), 'bytes');
+    fs.mkdirSync(at('folder'));
+    const recorded = new Map<string, StatTuple | null>(['same', 'grown', 'touched', 'replaced', 'sub-µs', 'folder'].map((n) => [n, tuple(at(n))]));
+    recorded.set('appeared', null);
+    fs.appendFileSync(at('grown'), '+');
+    const old = fs.statSync(at('touched'));
+    fs.utimesSync(at('touched'), old.atime, new Date(old.mtimeMs + 5));
+    fs.rmSync(at('replaced'));
+    fs.writeFileSync(at('replaced'), 'bytes');
+    fs.utimesSync(at('replaced'), old.atime, old.mtime);
+    const [size, mtimeNs, ctimeNs, ino] = recorded.get('sub-µs')!;
+    const entries: RecordedStat[] = [
+      ...[...recorded].map(([n, t]): RecordedStat => [at(n), t]),
+      [at('never'), null],
+      [at('gone'), ['5', '1000000000', '1000000000', '7']],
+      [at('same'), ['five', mtimeNs, ctimeNs, ino]],
+      [at('same'), ['-5', mtimeNs, ctimeNs, ino]],
+      [`${at('same')}\0`, null],
+      [42 as unknown as string, null],
+      [at('sub-µs'), [size, String(BigInt(mtimeNs) + 1n), ctimeNs, ino]],
+    ];
+    const fast = unmovedMany(entries, native());
+    const slow = unmovedMany(entries, null);
+    const names = entries.map(([p]) => (typeof p === 'string' ? path.basename(p) : String(p)));
+    assert.deepEqual(
+      Object.fromEntries(names.map((n, i) => [`${i} ${n}`, fast[i]])),
+      {
+        '0 same': true,
+        '1 grown': false,
+        '2 touched': false,
+        '3 replaced': false,
+        '4 sub-µs': true,
+        '5 folder': true,
+        '6 appeared': false,
+        '7 never': true,
+        '8 gone': false,
+        '9 same': false,
+        '10 same': false,
+        '11 same\0': true,
+        '12 42': true,
+        '13 sub-µs': false,
+      },
+    );
+    // One nanosecond is below what a millisecond double holds at this date: only the addon sees it.
+    assert.deepEqual(slow, [...fast.slice(0, 13), true]);
   });
 
   test('the no-op check stats through the addon, and WG_NO_NATIVE_STAT=1 checks alike in JavaScript', async () => {
