@@ -73,6 +73,9 @@ describe('native batch stat', () => {
     assert.equal(row(fast, 7)[0], 12);
     // Missing, dangling, looping, under a file, a NUL inside, too long, empty, not a string: no numbers.
     for (const i of [3, 4, 5, 6, 8, 9, 10, 11, 12]) assert.deepEqual(row(fast, i), [-1, 0, 0, 0], `path ${i}`);
+    // Called with something else than a list, as no caller in wg does.
+    assert.throws(() => native().statMany('a path' as unknown as string[]), { name: 'TypeError', message: 'statMany: expected an array of paths' });
+    assert.throws(() => native().unmovedMany({} as unknown as []), { name: 'TypeError', message: 'unmovedMany: expected an array of entries' });
   });
 
   test('times agree with Node\'s to the last bit, nanoseconds and times before 1970 included', () => {

@@ -35,21 +35,31 @@
 
 static double ms_of(struct timespec t) { return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6; }
 
-static napi_value stat_many(napi_env env, napi_callback_info info) {
+/**
+ * The call's one argument, which must be an array (else a TypeError naming `what` is thrown), its length, and a new
+ * typed array of `per` elements of `type` for each of its elements, whose memory is `*data`. False once thrown.
+ */
+static bool take_array(napi_env env, napi_callback_info info, const char *what, napi_typedarray_type type, size_t per,
+                       napi_value *array, uint32_t *n, napi_value *out, void **data) {
   size_t argc = 1;
-  napi_value argv[1];
   bool is_array = false;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc < 1 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array) {
-    napi_throw_type_error(env, NULL, "statMany: expected an array of paths");
-    return NULL;
+  if (napi_get_cb_info(env, info, &argc, array, NULL, NULL) != napi_ok) return false;
+  if (argc < 1 || napi_is_array(env, *array, &is_array) != napi_ok || !is_array) {
+    napi_throw_type_error(env, NULL, what);
+    return false;
   }
+  size_t size = type == napi_float64_array ? sizeof(double) : 1;
+  napi_value buffer;
+  return napi_get_array_length(env, *array, n) == napi_ok &&
+         napi_create_arraybuffer(env, (size_t)*n * per * size, data, &buffer) == napi_ok &&
+         napi_create_typedarray(env, type, (size_t)*n * per, buffer, 0, out) == napi_ok;
+}
+
+static napi_value stat_many(napi_env env, napi_callback_info info) {
+  napi_value paths, out;
   uint32_t n = 0;
-  if (napi_get_array_length(env, argv[0], &n) != napi_ok) return NULL;
   double *v = NULL;
-  napi_value buffer, out;
-  if (napi_create_arraybuffer(env, (size_t)n * FIELDS * sizeof(double), (void **)&v, &buffer) != napi_ok) return NULL;
-  if (napi_create_typedarray(env, napi_float64_array, (size_t)n * FIELDS, buffer, 0, &out) != napi_ok) return NULL;
+  if (!take_array(env, info, "statMany: expected an array of paths", napi_float64_array, FIELDS, &paths, &n, &out, (void **)&v)) return NULL;
   // PATH_MAX counts the NUL: a path of PATH_MAX bytes or more is refused by the kernel, and one that filled this
   // buffer may have been cut short, so either is left to Node.
   char path[PATH_MAX + 1];
@@ -59,7 +69,7 @@ static napi_value stat_many(napi_env env, napi_callback_info info) {
     r[1] = r[2] = r[3] = 0;
     napi_value element;
     size_t len = 0;
-    if (napi_get_element(env, argv[0], i, &element) != napi_ok) return NULL;
+    if (napi_get_element(env, paths, i, &element) != napi_ok) return NULL;
     if (napi_get_value_string_utf8(env, element, path, sizeof path, &len) != napi_ok) continue;
     if (len >= PATH_MAX || strlen(path) != len) continue;
     struct stat st;
@@ -144,26 +154,16 @@ static int unmoved_one(napi_env env, napi_value entry) {
 }
 
 static napi_value unmoved_many(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  bool is_array = false;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
-  if (argc < 1 || napi_is_array(env, argv[0], &is_array) != napi_ok || !is_array) {
-    napi_throw_type_error(env, NULL, "unmovedMany: expected an array of entries");
-    return NULL;
-  }
+  napi_value entries, out;
   uint32_t n = 0;
-  if (napi_get_array_length(env, argv[0], &n) != napi_ok) return NULL;
   uint8_t *v = NULL;
-  napi_value buffer, out;
-  if (napi_create_arraybuffer(env, n, (void **)&v, &buffer) != napi_ok) return NULL;
-  if (napi_create_typedarray(env, napi_uint8_array, n, buffer, 0, &out) != napi_ok) return NULL;
+  if (!take_array(env, info, "unmovedMany: expected an array of entries", napi_uint8_array, 1, &entries, &n, &out, (void **)&v)) return NULL;
   for (uint32_t i = 0; i < n; i++) {
     // A scope per entry: the handles an entry makes are dropped with it, not held for all of them.
     napi_handle_scope scope;
     napi_value entry;
     if (napi_open_handle_scope(env, &scope) != napi_ok) return NULL;
-    v[i] = napi_get_element(env, argv[0], i, &entry) == napi_ok ? (uint8_t)unmoved_one(env, entry) : ASK_CALLER;
+    v[i] = napi_get_element(env, entries, i, &entry) == napi_ok ? (uint8_t)unmoved_one(env, entry) : ASK_CALLER;
     if (napi_close_handle_scope(env, scope) != napi_ok) return NULL;
   }
   return out;
