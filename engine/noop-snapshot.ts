@@ -12,7 +12,7 @@ import { hashFileSync } from '../cache/file-hash.js';
 import type { StatTuple } from './inputs.js';
 import { removeFile } from './remove-file.js';
 import { applyOutputs, applyTargets, dropDelta, readDelta, type SnapshotDelta } from './snapshot-delta.js';
-import { STAT_FIELDS, statMany, unmovedMany } from './stat-many.js';
+import { linkMany, STAT_FIELDS, statMany, unmovedMany } from './fs-batch.js';
 
 export const SNAPSHOT_VERSION = 7;
 /** A file changed less than this before it was read might change again within the same timestamp tick. */
@@ -233,9 +233,13 @@ function restoreOutputs(snapshot: Snapshot, file: string, changed: Set<string>):
   // Folders this pass made are known to be empty: their files need no lstat to be known missing.
   const state = new Map<string, 'made' | 'existed'>();
   const missing: OutputEntry[] = [];
-  for (const entry of outputs) {
+  // Indexed loops, no destructuring, path.dirname only for an odd path: run once per output in a Node just
+  // started, these lines are interpreted, and each of those cost a microsecond or more per output.
+  for (let i = 0; i < outputs.length; i++) {
+    const entry = outputs[i]!;
     const dest = entry[0];
-    const dir = path.dirname(dest);
+    const slash = dest.lastIndexOf('/');
+    const dir = slash > 0 && slash < dest.length - 1 ? dest.slice(0, slash) : path.dirname(dest);
     if (!changed.has(dir)) continue;
     let known = state.get(dir);
     if (known === undefined) {
@@ -252,21 +256,20 @@ function restoreOutputs(snapshot: Snapshot, file: string, changed: Set<string>):
     }
     missing.push(entry);
   }
-  // The blobs' stats in one call (engine/stat-many.ts): a thousand targets' restore stats two thousand.
+  // The blobs' stats in one call (engine/fs-batch.ts): a thousand targets' restore stats two thousand.
   const blobs = new Array<string>(missing.length);
   for (let i = 0; i < missing.length; i++) blobs[i] = missing[i]![4];
   const stats = statMany(blobs);
+  const dests = new Array<string>(missing.length);
   for (let i = 0; i < missing.length; i++) {
-    const [dest, , , , blob, blobSize, blobMtimeMs, blobIno] = missing[i]!;
+    const entry = missing[i]!;
     const at = i * STAT_FIELDS;
-    if (stats[at]! < 0 || stats[at] !== blobSize || stats[at + 1] !== blobMtimeMs || stats[at + 3] !== blobIno) return false;
-    try {
-      fs.linkSync(blob, dest);
-    } catch {
-      return false; // another file system (the full path copies), or a file that appeared meanwhile
-    }
+    if (stats[at]! < 0 || stats[at] !== entry[5] || stats[at + 1] !== entry[6] || stats[at + 3] !== entry[7]) return false;
+    dests[i] = entry[0];
   }
-  return true;
+  // A link that fails (another file system, which the full path copies across; a file that appeared meanwhile)
+  // leaves the rest to the full path.
+  return linkMany(blobs, dests) === -1;
 }
 
 /** What the snapshot check found: nothing changed (outputs restored if need be), or which inputs changed. */
@@ -311,7 +314,7 @@ export function checkSnapshot(args: SnapshotArgs): SnapshotCheck | null {
   if (![snapshot.files, snapshot.digests, snapshot.dirs, snapshot.outputDirs].every(Array.isArray)) return null;
   const recorded = snapshot.files;
   const { dirs: recordedDirs, outputDirs } = snapshot;
-  // Each list in one call: the addon's, when it is there (engine/stat-many.ts).
+  // Each list in one call: the addon's, when it is there (engine/fs-batch.ts).
   const filesHeld = unmovedMany(recorded);
   const fileAt = new Map<string, number>();
   for (let i = 0; i < recorded.length; i++) if (!filesHeld[i]) fileAt.set(recorded[i]![0], i);

@@ -1,7 +1,7 @@
-// Compiles wg's one native addon, engine/native/stat-many.c, into dist/stat-many.node (`npm run bundle` runs this
+// Compiles wg's one native addon, engine/native/fs-batch.c, into dist/fs-batch.node (`npm run bundle` runs this
 // first). It is Node-API, so one build serves every Node version from 12.17 on; the headers come from the
 // node-api-headers package (devDependency), else from the system's Node. Without a C compiler wg still works: it
-// says so here, and engine/stat-many.ts stats in JavaScript.
+// says so here, and engine/fs-batch.ts makes the same calls in JavaScript.
 
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -10,8 +10,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const source = path.join(root, 'engine', 'native', 'stat-many.c');
-const out = path.join(root, 'dist', 'stat-many.node');
+const source = path.join(root, 'engine', 'native', 'fs-batch.c');
+const out = path.join(root, 'dist', 'fs-batch.node');
 
 function headers() {
   try {
@@ -27,7 +27,7 @@ function compile() {
   const cc = process.env.CC || 'cc';
   const tmp = `${out}.${process.pid}.tmp`;
   // macOS links an addon's Node-API symbols at load time only when told to.
-  const args = ['-O2', '-std=gnu11', '-Wall', '-Wextra', '-shared', '-fPIC', '-I', include, '-o', tmp, source];
+  const args = ['-O2', '-std=gnu11', '-Wall', '-Wextra', '-shared', '-fPIC', '-pthread', '-I', include, '-o', tmp, source];
   if (process.platform === 'darwin') args.push('-undefined', 'dynamic_lookup');
   const r = spawnSync(cc, args, { encoding: 'utf8' });
   if (r.error) return `${cc} could not be run (${r.error.message})`;
@@ -45,5 +45,5 @@ const failed = process.platform === 'win32' ? 'not built on Windows' : compile()
 if (failed !== null) {
   // A stale addon would answer for a source it was not built from.
   fs.rmSync(out, { force: true });
-  process.stderr.write(`wg: engine/native/stat-many.c was not compiled: ${failed}\nwg: the no-op check will stat inputs in JavaScript, which is slower.\n`);
+  process.stderr.write(`wg: engine/native/fs-batch.c was not compiled: ${failed}\nwg: the no-op check will stat inputs and restore outputs in JavaScript, which is slower.\n`);
 }

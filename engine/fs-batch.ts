@@ -1,8 +1,9 @@
-// Stats many paths at once for the no-op check: through the native addon (engine/native/stat-many.c, compiled by
-// scripts/native.mjs into the bundles' folder) when it is there, else with fs.statSync. The addon answers the
-// common cases (a file's numbers, no such file, a recorded stat that still holds or not); everything else it
-// hands back, and fs.statSync answers it here, so the two ways agree on all but speed (and on times within a
-// microsecond of each other, which only the addon tells apart).
+// Many paths stat-ed, compared with their recorded stats, or linked, in one call each, for the no-op snapshot's
+// check and restore: through the native addon (engine/native/fs-batch.c, compiled by scripts/native.mjs into the
+// bundles' folder) when it is there, else with fs.statSync and fs.linkSync. The addon answers the common cases (a
+// file's numbers, no such file, a recorded stat that still holds or not); everything else it hands back, and
+// fs.statSync answers it here, so the two ways agree on all but speed (and on times within a microsecond of each
+// other, which only the addon tells apart).
 //
 // Runs inside the CommonJS bundles, where `__dirname` is their folder (dist/); elsewhere (tsc's ES modules) there
 // is no `__dirname`, and it stats in JavaScript unless given the folder.
@@ -28,19 +29,20 @@ export type RecordedStat = readonly [path: string, recorded: StatTuple | null];
 export interface NativeStat {
   statMany(paths: readonly string[]): Float64Array;
   unmovedMany(entries: readonly RecordedStat[]): Uint8Array;
+  linkMany(from: readonly string[], to: readonly string[]): number;
 }
 
-/** The addon in `dir`, or null when it is missing, will not load, or WG_NO_NATIVE_STAT=1 turns it off. */
+/** The addon in `dir`, or null when it is missing, will not load, or WG_NO_NATIVE_FS=1 turns it off. */
 export function loadNativeStat(dir: string | null): NativeStat | null {
-  if (dir === null || process.env['WG_NO_NATIVE_STAT'] === '1') return null;
+  if (dir === null || process.env['WG_NO_NATIVE_FS'] === '1') return null;
   const module = { exports: {} as Partial<Record<keyof NativeStat, unknown>> };
   try {
-    process.dlopen(module, path.join(dir, 'stat-many.node'));
+    process.dlopen(module, path.join(dir, 'fs-batch.node'));
   } catch {
     return null;
   }
-  const { statMany, unmovedMany } = module.exports;
-  return typeof statMany === 'function' && typeof unmovedMany === 'function' ? (module.exports as NativeStat) : null;
+  const { statMany, unmovedMany, linkMany } = module.exports;
+  return [statMany, unmovedMany, linkMany].every((f) => typeof f === 'function') ? (module.exports as NativeStat) : null;
 }
 
 let native: NativeStat | null | undefined;
@@ -105,4 +107,21 @@ function unmovedHere([p, recorded]: RecordedStat): boolean {
 function msOf(ns: string): number {
   const cut = ns.length - 9;
   return cut > 0 ? Number(ns.slice(0, cut)) * 1e3 + Number(ns.slice(cut)) / 1e6 : Number(ns) / 1e6;
+}
+
+/**
+ * Hard-links each `from[i]` to `to[i]`, and returns the first i whose link failed (the links after it may or may
+ * not have been made), or -1. The addon links into each destination folder on a thread of its own (a folder's
+ * links take its lock in turn; two folders' run side by side): restoring a thousand targets makes two thousand.
+ */
+export function linkMany(from: readonly string[], to: readonly string[], using: NativeStat | null = nativeBesideBundle()): number {
+  if (using) return using.linkMany(from, to);
+  for (let i = 0; i < from.length; i++) {
+    try {
+      fs.linkSync(from[i]!, to[i]!);
+    } catch {
+      return i;
+    }
+  }
+  return -1;
 }

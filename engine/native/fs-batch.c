@@ -1,17 +1,18 @@
-// Two calls, each statting many paths at once.
+// The file-system calls of a no-op snapshot's check and restore, each made for many paths in one call from
+// JavaScript (engine/fs-batch.ts loads this, and does the same in JavaScript when it is missing). In a Node that
+// has just started every fs call runs its argument checks, the binding and its result's construction in V8's
+// interpreter, several times the system call itself.
 //
 // statMany(paths): stats every path in one call and returns a Float64Array of four numbers per path, as a number
-// `fs.Stats` has them: size, mtimeMs, ctimeMs, ino. A no-op check stats every input and folder of the workspace,
-// and in a Node that has just started each fs.statSync runs its argument checks, the binding and the Stats
-// constructor in the interpreter: at 1000 targets the 2000 calls took 16-27 ms, where the 2000 system calls take
-// ~5 ms (engine/stat-many.ts loads this, and does it in JavaScript when this is missing).
+// `fs.Stats` has them: size, mtimeMs, ctimeMs, ino. At 1000 targets, 2000 fs.statSync calls took 16-27 ms, where
+// the 2000 system calls take ~5 ms.
 //
 // Size -1: the path does not exist (ENOENT, ENOTDIR), which fs.statSync's throwIfNoEntry answers as undefined.
 // Size -2: anything else (not a string, too long, a NUL inside, EACCES, ELOOP...): the caller asks fs.statSync, so
 // every answer but the two common ones is Node's own.
 //
 // The times are computed as Node's msFromTimeSpec does (seconds * 1e3 + nanoseconds / 1e6, in doubles), so that a
-// recorded mtimeMs compares equal (test/stat-many.test.ts checks 300 times to the nanosecond). A compiler that fuses
+// recorded mtimeMs compares equal (test/fs-batch.test.ts checks 300 times to the nanosecond). A compiler that fuses
 // the multiply and add changes nothing: seconds * 1e3 is exact in a double for any time a file system holds.
 
 // unmovedMany(entries): for each [path, recorded] entry of a no-op snapshot, where recorded is null (the path was
@@ -20,6 +21,10 @@
 // the caller must compare it itself. Comparing here, to the nanosecond, spares the check a string slice and
 // two number parses per time in JavaScript (~3 µs an entry in a Node just started); JavaScript compares the
 // times as Node's millisecond doubles, which can miss a change of under a microsecond that this sees.
+
+// linkMany(from, to): hard-links each from[i] to to[i], and returns the first i whose link failed, or -1. Links
+// into one folder take its lock in turn, so each destination folder (up to four) gets a thread of its own: the
+// 2000 links of restoring 1000 targets' outputs and logs took ~35 ms one by one and ~20 ms on two threads.
 
 #define _GNU_SOURCE
 #define NAPI_VERSION 3
@@ -30,6 +35,9 @@
 #include <node_api.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #define FIELDS 4
 
@@ -169,11 +177,115 @@ static napi_value unmoved_many(napi_env env, napi_callback_info info) {
   return out;
 }
 
+#define MAX_LINKERS 4
+
+struct link_job {
+  char **from, **to;
+  uint32_t n;
+  /** Which linker takes pair i: one per destination folder, since links into one folder take its lock in turn. */
+  uint32_t *linker_of;
+  uint32_t linker;
+  /** The first pair that failed, or n; written under `lock`. */
+  uint32_t *failed;
+  pthread_mutex_t *lock;
+};
+
+static void *link_some(void *arg) {
+  struct link_job *job = arg;
+  for (uint32_t i = 0; i < job->n; i++) {
+    if (job->linker_of[i] != job->linker) continue;
+    pthread_mutex_lock(job->lock);
+    bool stop = *job->failed < i;
+    pthread_mutex_unlock(job->lock);
+    if (stop) break;
+    if (link(job->from[i], job->to[i]) != 0) {
+      pthread_mutex_lock(job->lock);
+      if (i < *job->failed) *job->failed = i;
+      pthread_mutex_unlock(job->lock);
+      break;
+    }
+  }
+  return NULL;
+}
+
+static char *copy_string(napi_env env, napi_value list, uint32_t i) {
+  napi_value element;
+  size_t len = 0;
+  if (napi_get_element(env, list, i, &element) != napi_ok) return NULL;
+  if (napi_get_value_string_utf8(env, element, NULL, 0, &len) != napi_ok || len >= PATH_MAX) return NULL;
+  char *s = malloc(len + 1);
+  if (s == NULL) return NULL;
+  if (napi_get_value_string_utf8(env, element, s, len + 1, &len) != napi_ok || strlen(s) != len) {
+    free(s);
+    return NULL;
+  }
+  return s;
+}
+
+static napi_value link_many(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  uint32_t n = 0, m = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
+  if (argc < 2 || napi_get_array_length(env, argv[0], &n) != napi_ok || napi_get_array_length(env, argv[1], &m) != napi_ok || n != m) {
+    napi_throw_type_error(env, NULL, "linkMany: expected two arrays of paths of one length");
+    return NULL;
+  }
+  char **from = calloc(n ? n : 1, sizeof *from), **to = calloc(n ? n : 1, sizeof *to);
+  uint32_t *linker_of = calloc(n ? n : 1, sizeof *linker_of);
+  uint32_t failed = n, linkers = 0;
+  char dirs[MAX_LINKERS][PATH_MAX];
+  size_t dir_len[MAX_LINKERS];
+  if (!from || !to || !linker_of) failed = 0;
+  for (uint32_t i = 0; i < n && failed == n; i++) {
+    from[i] = copy_string(env, argv[0], i);
+    to[i] = copy_string(env, argv[1], i);
+    if (!from[i] || !to[i]) {
+      failed = i;
+      break;
+    }
+    const char *slash = strrchr(to[i], '/');
+    size_t len = slash ? (size_t)(slash - to[i]) : 0;
+    uint32_t k = 0;
+    while (k < linkers && !(dir_len[k] == len && memcmp(dirs[k], to[i], len) == 0)) k++;
+    if (k == linkers && linkers < MAX_LINKERS) {
+      memcpy(dirs[k], to[i], len);
+      dir_len[k] = len;
+      linkers++;
+    }
+    linker_of[i] = k < linkers ? k : i % MAX_LINKERS;
+  }
+  pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  struct link_job jobs[MAX_LINKERS];
+  pthread_t threads[MAX_LINKERS];
+  bool started[MAX_LINKERS] = {false};
+  uint32_t limit = failed;
+  for (uint32_t k = 0; k < linkers; k++) {
+    jobs[k] = (struct link_job){from, to, limit, linker_of, k, &failed, &lock};
+    // The first folder's links are made on this thread; a thread that cannot start leaves its folder to it too.
+    started[k] = k > 0 && pthread_create(&threads[k], NULL, link_some, &jobs[k]) == 0;
+  }
+  for (uint32_t k = 0; k < linkers; k++) if (!started[k]) link_some(&jobs[k]);
+  for (uint32_t k = 0; k < linkers; k++) if (started[k]) pthread_join(threads[k], NULL);
+  for (uint32_t i = 0; i < n; i++) {
+    if (from) free(from[i]);
+    if (to) free(to[i]);
+  }
+  free(from);
+  free(to);
+  free(linker_of);
+  napi_value out;
+  if (napi_create_int32(env, failed == n ? -1 : (int32_t)failed, &out) != napi_ok) return NULL;
+  return out;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "statMany", NAPI_AUTO_LENGTH, stat_many, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "statMany", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "unmovedMany", NAPI_AUTO_LENGTH, unmoved_many, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "unmovedMany", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "linkMany", NAPI_AUTO_LENGTH, link_many, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "linkMany", fn) != napi_ok) return NULL;
   return exports;
 }

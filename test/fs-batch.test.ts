@@ -1,6 +1,6 @@
-// The native batch stat (engine/native/stat-many.c through engine/stat-many.ts): that it was built, that the no-op
-// check uses it, and that its numbers are fs.statSync's to the last bit for every kind of path, so that a snapshot
-// written by either way is checked alike by the other.
+// The native batch calls (engine/native/fs-batch.c through engine/fs-batch.ts): that they were built, that the
+// no-op check uses them, that their numbers are fs.statSync's to the last bit for every kind of path, so that a
+// snapshot written by either way is checked alike by the other, and that links fail where fs.linkSync's do.
 
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { StatTuple } from '../engine/inputs.js';
-import { loadNativeStat, STAT_FIELDS, statMany, unmovedMany, type RecordedStat } from '../engine/stat-many.js';
+import { linkMany, loadNativeStat, STAT_FIELDS, statMany, unmovedMany, type RecordedStat } from '../engine/fs-batch.js';
 import { REPO, statuses, TempWorkspace, type BuildJson } from './rig.js';
 
 const DIST = path.join(REPO, 'dist');
@@ -22,7 +22,7 @@ after(() => {
 });
 
 function tempDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'wg-stat-many-'));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'wg-fs-batch-'));
   dirs.push(d);
   return d;
 }
@@ -30,7 +30,7 @@ function tempDir(): string {
 /** The addon, which `npm run bundle` must have built on this machine (a C compiler is part of .ci/run). */
 function native(): NonNullable<ReturnType<typeof loadNativeStat>> {
   const n = loadNativeStat(DIST);
-  assert.ok(n, `${path.join(DIST, 'stat-many.node')} did not load: scripts/native.mjs should have compiled it`);
+  assert.ok(n, `${path.join(DIST, 'fs-batch.node')} did not load: scripts/native.mjs should have compiled it`);
   return n;
 }
 
@@ -39,7 +39,7 @@ function row(v: Float64Array, i: number): number[] {
   return [...v.subarray(i * STAT_FIELDS, (i + 1) * STAT_FIELDS)];
 }
 
-describe('native batch stat', () => {
+describe('native batch file-system calls', () => {
   test('agrees with fs.statSync on files, folders, links, missing and malformed paths', () => {
     const d = tempDir();
     fs.writeFileSync(path.join(d, 'file'), 'twelve bytes');
@@ -155,7 +155,40 @@ describe('native batch stat', () => {
     assert.deepEqual(slow, [...fast.slice(0, 13), true]);
   });
 
-  test('the no-op check stats through the addon, and WG_NO_NATIVE_STAT=1 checks alike in JavaScript', async () => {
+  test('links: made on a thread per folder, and the first that fails is the one fs.linkSync fails first', () => {
+    const run = (using: ReturnType<typeof loadNativeStat>): { failed: number; made: string[] } => {
+      const d = tempDir();
+      for (const folder of ['blobs', 'out', 'logs']) fs.mkdirSync(path.join(d, folder));
+      const from: string[] = [];
+      const to: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        from.push(path.join(d, 'blobs', `b${i}`));
+        fs.writeFileSync(from[i]!, `blob ${i}`);
+        to.push(path.join(d, i % 2 ? 'logs' : 'out', `t${i}`));
+      }
+      // Taken already (EEXIST) in one folder, a missing blob for the other: the first of the two in order wins.
+      fs.writeFileSync(to[31]!, 'taken');
+      fs.rmSync(from[24]!);
+      const failed = linkMany(from, to, using);
+      const made = to.filter((t, i) => fs.existsSync(t) && fs.statSync(t).ino === fs.statSync(from[i]!, { throwIfNoEntry: false })?.ino);
+      return { failed, made: made.map((t) => path.relative(d, t)) };
+    };
+    const fast = run(native());
+    const slow = run(null);
+    assert.equal(fast.failed, 24);
+    assert.equal(slow.failed, 24);
+    // Everything before the first failure is linked either way; what comes after it may be, by the addon.
+    const before = Array.from({ length: 24 }, (_, i) => path.join(i % 2 ? 'logs' : 'out', `t${i}`));
+    assert.deepEqual(slow.made, before);
+    assert.deepEqual(fast.made.slice(0, 24), before);
+    assert.ok(!fast.made.includes(path.join('logs', 't31')));
+    // Nothing to link, and malformed calls.
+    assert.equal(linkMany([], [], native()), -1);
+    assert.equal(linkMany([42 as unknown as string], ['/nowhere'], native()), 0);
+    assert.throws(() => native().linkMany(['a'], []), { name: 'TypeError', message: 'linkMany: expected two arrays of paths of one length' });
+  });
+
+  test('the no-op check stats through the addon, and WG_NO_NATIVE_FS=1 checks alike in JavaScript', async () => {
     const ws = TempWorkspace.create({
       'BUILD.yaml': 'variants:\n  cpu: {}\npackages:\n  a:\n    rule: command\n    source: src/a\n    cmd: cat in.txt > out.txt\n    outs: [out.txt]\n',
       'src/a/in.txt': 'a\n',
@@ -163,9 +196,9 @@ describe('native batch stat', () => {
     workspaces.push(ws);
     // Outside the workspace: a file added there would be a change. Whether the addon is mapped when wg exits.
     const probe = path.join(tempDir(), 'maps-probe.cjs');
-    fs.writeFileSync(probe, "process.on('exit', () => process.stderr.write(`addon mapped: ${require('fs').readFileSync('/proc/self/maps', 'utf8').includes('/stat-many.node')}\\n`));\n");
+    fs.writeFileSync(probe, "process.on('exit', () => process.stderr.write(`addon mapped: ${require('fs').readFileSync('/proc/self/maps', 'utf8').includes('/fs-batch.node')}\\n`));\n");
     const probed = { NODE_OPTIONS: `--require ${probe}` };
-    const noNative = { ...probed, WG_NO_NATIVE_STAT: '1' };
+    const noNative = { ...probed, WG_NO_NATIVE_FS: '1' };
     await sleep(2100); // past the racy window of the files just written
     assert.deepEqual(statuses(await ws.build()), { '//a:cpu': 'built' });
     type Json = BuildJson & { snapshot?: boolean; stderr: string };
