@@ -6,7 +6,7 @@
 // other, which only the addon tells apart).
 //
 // Runs inside the CommonJS bundles, where `__dirname` is their folder (dist/); elsewhere (tsc's ES modules) there
-// is no `__dirname`, and it stats in JavaScript unless given the folder.
+// is no `__dirname`, and it makes the calls in JavaScript unless given the folder.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -26,29 +26,29 @@ const UNMOVED = 1;
 /** A path and its recorded stat, null when it was missing: an entry of a no-op snapshot. */
 export type RecordedStat = readonly [path: string, recorded: StatTuple | null];
 
-export interface NativeStat {
+export interface NativeFs {
   statMany(paths: readonly string[]): Float64Array;
   unmovedMany(entries: readonly RecordedStat[]): Uint8Array;
   linkMany(from: readonly string[], to: readonly string[]): number;
 }
 
 /** The addon in `dir`, or null when it is missing, will not load, or WG_NO_NATIVE_FS=1 turns it off. */
-export function loadNativeStat(dir: string | null): NativeStat | null {
+export function loadNativeFs(dir: string | null): NativeFs | null {
   if (dir === null || process.env['WG_NO_NATIVE_FS'] === '1') return null;
-  const module = { exports: {} as Partial<Record<keyof NativeStat, unknown>> };
+  const module = { exports: {} as Partial<Record<keyof NativeFs, unknown>> };
   try {
     process.dlopen(module, path.join(dir, 'fs-batch.node'));
   } catch {
     return null;
   }
   const { statMany, unmovedMany, linkMany } = module.exports;
-  return [statMany, unmovedMany, linkMany].every((f) => typeof f === 'function') ? (module.exports as NativeStat) : null;
+  return [statMany, unmovedMany, linkMany].every((f) => typeof f === 'function') ? (module.exports as NativeFs) : null;
 }
 
-let native: NativeStat | null | undefined;
+let native: NativeFs | null | undefined;
 
-function nativeBesideBundle(): NativeStat | null {
-  return native === undefined ? (native = loadNativeStat(typeof __dirname === 'string' ? __dirname : null)) : native;
+function nativeBesideBundle(): NativeFs | null {
+  return native === undefined ? (native = loadNativeFs(typeof __dirname === 'string' ? __dirname : null)) : native;
 }
 
 /**
@@ -56,7 +56,7 @@ function nativeBesideBundle(): NativeStat | null {
  * does; size -1 for a path that is missing or cannot be stat-ed (a no-op check counts both as gone). `using`
  * chooses the way (tests); by default, the addon beside the bundle.
  */
-export function statMany(paths: readonly string[], using: NativeStat | null = nativeBesideBundle()): Float64Array {
+export function statMany(paths: readonly string[], using: NativeFs | null = nativeBesideBundle()): Float64Array {
   const v = using ? using.statMany(paths) : new Float64Array(paths.length * STAT_FIELDS).fill(ASK_NODE);
   for (let i = 0; i < paths.length; i++) {
     const at = i * STAT_FIELDS;
@@ -82,7 +82,7 @@ export function statMany(paths: readonly string[], using: NativeStat | null = na
  * Node computes from seconds and nanoseconds, so an unchanged file compares equal; they resolve ~0.25 µs, and a
  * file changed that close to its recorded time is racy, checked by content anyway.
  */
-export function unmovedMany(entries: readonly RecordedStat[], using: NativeStat | null = nativeBesideBundle()): boolean[] {
+export function unmovedMany(entries: readonly RecordedStat[], using: NativeFs | null = nativeBesideBundle()): boolean[] {
   const answers = using ? using.unmovedMany(entries) : null;
   const out = new Array<boolean>(entries.length);
   for (let i = 0; i < entries.length; i++) {
@@ -114,7 +114,7 @@ function msOf(ns: string): number {
  * not have been made), or -1. The addon links into each destination folder on a thread of its own (a folder's
  * links take its lock in turn; two folders' run side by side): restoring a thousand targets makes two thousand.
  */
-export function linkMany(from: readonly string[], to: readonly string[], using: NativeStat | null = nativeBesideBundle()): number {
+export function linkMany(from: readonly string[], to: readonly string[], using: NativeFs | null = nativeBesideBundle()): number {
   if (using) return using.linkMany(from, to);
   for (let i = 0; i < from.length; i++) {
     try {

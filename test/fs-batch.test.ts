@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { StatTuple } from '../engine/inputs.js';
-import { linkMany, loadNativeStat, STAT_FIELDS, statMany, unmovedMany, type RecordedStat } from '../engine/fs-batch.js';
+import { linkMany, loadNativeFs, STAT_FIELDS, statMany, unmovedMany, type RecordedStat } from '../engine/fs-batch.js';
 import { REPO, statuses, TempWorkspace, type BuildJson } from './rig.js';
 
 const DIST = path.join(REPO, 'dist');
@@ -28,8 +28,8 @@ function tempDir(): string {
 }
 
 /** The addon, which `npm run bundle` must have built on this machine (a C compiler is part of .ci/run). */
-function native(): NonNullable<ReturnType<typeof loadNativeStat>> {
-  const n = loadNativeStat(DIST);
+function native(): NonNullable<ReturnType<typeof loadNativeFs>> {
+  const n = loadNativeFs(DIST);
   assert.ok(n, `${path.join(DIST, 'fs-batch.node')} did not load: scripts/native.mjs should have compiled it`);
   return n;
 }
@@ -156,7 +156,7 @@ describe('native batch file-system calls', () => {
   });
 
   test('links: made on a thread per folder, and the first that fails is the one fs.linkSync fails first', () => {
-    const run = (using: ReturnType<typeof loadNativeStat>): { failed: number; made: string[] } => {
+    const run = (using: ReturnType<typeof loadNativeFs>): { failed: number; made: string[] } => {
       const d = tempDir();
       for (const folder of ['blobs', 'out', 'logs']) fs.mkdirSync(path.join(d, folder));
       const from: string[] = [];
