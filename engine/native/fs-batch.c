@@ -44,6 +44,24 @@
 static double ms_of(struct timespec t) { return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6; }
 
 /**
+ * `value` as a path in `path`; false when it is not a string, holds a NUL, or is PATH_MAX bytes or more (PATH_MAX
+ * counts the NUL: the kernel refuses such a path, and one that filled the buffer may have been cut short). Each
+ * call leaves such a path to Node, which says what is wrong with it.
+ */
+static bool path_of(napi_env env, napi_value value, char path[PATH_MAX + 1]) {
+  size_t len = 0;
+  return napi_get_value_string_utf8(env, value, path, PATH_MAX + 1, &len) == napi_ok && len < PATH_MAX && strlen(path) == len;
+}
+
+enum found { FOUND, MISSING, ASK_NODE };
+
+/** stat(2), with the two answers fs.statSync's throwIfNoEntry calls "no such file" told apart from the rest. */
+static enum found stat_path(const char *path, struct stat *st) {
+  if (stat(path, st) == 0) return FOUND;
+  return errno == ENOENT || errno == ENOTDIR ? MISSING : ASK_NODE;
+}
+
+/**
  * The call's one argument, which must be an array (else a TypeError naming `what` is thrown), its length, and a new
  * typed array of `per` elements of `type` for each of its elements, whose memory is `*data`. False once thrown.
  */
@@ -68,21 +86,18 @@ static napi_value stat_many(napi_env env, napi_callback_info info) {
   uint32_t n = 0;
   double *v = NULL;
   if (!take_array(env, info, "statMany: expected an array of paths", napi_float64_array, FIELDS, &paths, &n, &out, (void **)&v)) return NULL;
-  // PATH_MAX counts the NUL: a path of PATH_MAX bytes or more is refused by the kernel, and one that filled this
-  // buffer may have been cut short, so either is left to Node.
   char path[PATH_MAX + 1];
   for (uint32_t i = 0; i < n; i++) {
     double *r = v + (size_t)i * FIELDS;
     r[0] = -2;
     r[1] = r[2] = r[3] = 0;
     napi_value element;
-    size_t len = 0;
     if (napi_get_element(env, paths, i, &element) != napi_ok) return NULL;
-    if (napi_get_value_string_utf8(env, element, path, sizeof path, &len) != napi_ok) continue;
-    if (len >= PATH_MAX || strlen(path) != len) continue;
+    if (!path_of(env, element, path)) continue;
     struct stat st;
-    if (stat(path, &st) != 0) {
-      if (errno == ENOENT || errno == ENOTDIR) r[0] = -1;
+    enum found found = stat_path(path, &st);
+    if (found != FOUND) {
+      if (found == MISSING) r[0] = -1;
       continue;
     }
     r[0] = (double)st.st_size;
@@ -135,18 +150,14 @@ static int unmoved_one(napi_env env, napi_value entry) {
   if (napi_is_array(env, entry, &is_array) != napi_ok || !is_array) return ASK_CALLER;
   napi_value p, recorded;
   char path[PATH_MAX + 1];
-  size_t len = 0;
   if (napi_get_element(env, entry, 0, &p) != napi_ok || napi_get_element(env, entry, 1, &recorded) != napi_ok) return ASK_CALLER;
-  if (napi_get_value_string_utf8(env, p, path, sizeof path, &len) != napi_ok) return ASK_CALLER;
-  if (len >= PATH_MAX || strlen(path) != len) return ASK_CALLER;
+  if (!path_of(env, p, path)) return ASK_CALLER;
   napi_valuetype type;
   if (napi_typeof(env, recorded, &type) != napi_ok) return ASK_CALLER;
   struct stat st;
-  bool missing = false;
-  if (stat(path, &st) != 0) {
-    if (errno != ENOENT && errno != ENOTDIR) return ASK_CALLER;
-    missing = true;
-  }
+  enum found found = stat_path(path, &st);
+  if (found == ASK_NODE) return ASK_CALLER;
+  bool missing = found == MISSING;
   if (type == napi_null) return missing ? UNMOVED : MOVED;
   if (napi_is_array(env, recorded, &is_array) != napi_ok || !is_array) return ASK_CALLER;
   uint32_t fields = 0;
@@ -208,18 +219,12 @@ static void *link_some(void *arg) {
   return NULL;
 }
 
-static char *copy_string(napi_env env, napi_value list, uint32_t i) {
+/** Element i of `list` as a path of its own, for a linker thread (which may not call Node-API); NULL if it is none. */
+static char *copy_path(napi_env env, napi_value list, uint32_t i) {
   napi_value element;
-  size_t len = 0;
-  if (napi_get_element(env, list, i, &element) != napi_ok) return NULL;
-  if (napi_get_value_string_utf8(env, element, NULL, 0, &len) != napi_ok || len >= PATH_MAX) return NULL;
-  char *s = malloc(len + 1);
-  if (s == NULL) return NULL;
-  if (napi_get_value_string_utf8(env, element, s, len + 1, &len) != napi_ok || strlen(s) != len) {
-    free(s);
-    return NULL;
-  }
-  return s;
+  char path[PATH_MAX + 1];
+  if (napi_get_element(env, list, i, &element) != napi_ok || !path_of(env, element, path)) return NULL;
+  return strdup(path);
 }
 
 static napi_value link_many(napi_env env, napi_callback_info info) {
@@ -238,8 +243,8 @@ static napi_value link_many(napi_env env, napi_callback_info info) {
   size_t dir_len[MAX_LINKERS];
   if (!from || !to || !linker_of) failed = 0;
   for (uint32_t i = 0; i < n && failed == n; i++) {
-    from[i] = copy_string(env, argv[0], i);
-    to[i] = copy_string(env, argv[1], i);
+    from[i] = copy_path(env, argv[0], i);
+    to[i] = copy_path(env, argv[1], i);
     if (!from[i] || !to[i]) {
       failed = i;
       break;
